@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sandboxd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sandboxd", targets: ["sandboxd"]),
+        .library(name: "SandboxKit", targets: ["SandboxKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries reached through pkg-config; scripts/setup installs their -dev packages.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        // The only code that runs between clone() and execve(): raw syscalls, no allocation.
+        .target(name: "CSandbox", cSettings: [.unsafeFlags(["-O2", "-fno-strict-aliasing"])]),
+        .target(
+            name: "SandboxKit",
+            dependencies: ["CSandbox", "CSeccomp", "CCap", "CGit2"]
+        ),
+        .executableTarget(
+            name: "sandboxd",
+            dependencies: ["SandboxKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // A small C program the integration tests run *inside* sandboxes to try abusive actions.
+        .executableTarget(name: "sbx-probe"),
+        .testTarget(name: "SandboxKitTests", dependencies: ["SandboxKit"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SandboxKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
