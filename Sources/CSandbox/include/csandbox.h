@@ -1,0 +1,4 @@
+#ifndef CSANDBOX_H
+#define CSANDBOX_H
+/* Interface filled in by the launcher work. */
+#endif

@@ -1,0 +1,7 @@
+import ArgumentParser
+import SandboxKit
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check")
+    func run() throws {}
+}
