@@ -1,7 +1,7 @@
 /// A sandbox policy, fully resolved (after `extends`) and validated.
 ///
 /// Profiles are declarative: every field here has a TOML key of the same
-/// name (snake_case) in `profiles/*.toml`, documented in the README. The
+/// name (snake_case) in `profiles/*.toml`, documented in docs/PROFILES.md. The
 /// planner turns a `Profile` plus an `ExecRequest` into a `LaunchPlan`;
 /// nothing else reads profiles, so policy decisions live in one place.
 public struct Profile: Sendable, Equatable {
@@ -70,6 +70,9 @@ public struct Profile: Sendable, Equatable {
         public var homeSize: UInt64 = 1 << 30
         /// HOME path inside the sandbox.
         public var home: String = "/home/sandbox"
+        /// Whether HOME is writable (`home_writable = false` mounts it read-only, so /tmp is
+        /// the only writable place when the workdir is read-only too).
+        public var homeWritable: Bool = true
         /// Blocked-path patterns (`blocked = [...]`): masked everywhere they occur in binds.
         /// `~/` is the invoking user's home on the host; `**/` matches at any depth of the workdir.
         public var blocked: [String] = Filesystem.defaultBlocked
