@@ -1,1 +1,727 @@
+/*
+ * sbx_spawn: clone -> (parent: uid/gid maps, idmapped mounts, cgroups, go)
+ *            -> pid 1: assemble the root, pivot, hostname, lo, pty, fork
+ *            -> command: session, ids, capabilities, no_new_privs, seccomp, execve
+ *
+ * Rules for everything that runs in the child: raw system calls and stack
+ * buffers only. glibc wrappers are used where they are a bare system call;
+ * identity changes go through syscall() directly, because glibc's setuid
+ * family would try to broadcast to threads that do not exist after clone().
+ */
+#define _GNU_SOURCE
 #include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+
+#include "internal.h"
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+enum { MSG_GO = 1, MSG_PTY = 2, MSG_STATUS = 3 };
+struct sbx_msg { int32_t type; int32_t value; };
+
+#define MAX_IDMAP_FDS 32
+#define STAGING_NEWROOT "/newroot"
+#define STAGING_OLDROOT "/oldroot"
+#define EMPTY_DIR "/.sbx-empty-dir"
+#define EMPTY_FILE "/.sbx-empty-file"
+
+/* ---------------------------------------------------------------- child side */
+
+struct child_ctx {
+    const struct sbx_plan *plan;
+    int sync_fd;
+    int err_fd;
+    int newroot_fd;
+    int idmap_fds[MAX_IDMAP_FDS];
+    int n_idmap_fds;
+};
+
+static void report(int fd, int32_t stage, int32_t err, int32_t index)
+{
+    struct sbx_error e = { stage, err, index };
+    sbx_write_all(fd, &e, sizeof e);
+}
+
+__attribute__((noreturn)) static void die(struct child_ctx *c, int32_t stage, int32_t index)
+{
+    report(c->err_fd, stage, errno, index);
+    _exit(SBX_EXIT_SETUP);
+}
+
+/* mkdir -p of `path` (absolute, inside the new root) relative to newroot_fd. */
+static int mkdir_p(int rootfd, const char *path, mode_t mode)
+{
+    char buf[SBX_PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (buf[1] != '\0' && mkdirat(rootfd, buf + 1, mode) < 0 && errno != EEXIST) return -1;
+            if (saved == '\0') break;
+            *p = saved;
+        }
+    }
+    return 0;
+}
+
+/* Create an empty file at `path` (parents too), for binding a file onto. */
+static int touch_p(int rootfd, const char *path)
+{
+    char parent[SBX_PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof parent) { errno = ENAMETOOLONG; return -1; }
+    memcpy(parent, path, n + 1);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (mkdir_p(rootfd, parent, 0755) < 0) return -1;
+    }
+    int fd = openat(rootfd, path + 1, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0) return errno == EEXIST ? 0 : -1;
+    close(fd);
+    return 0;
+}
+
+/* Open `path` inside the new root without following any symlink: a mount
+ * target planted as a symlink by the sandboxed content cannot redirect a mount. */
+static int open_target(int rootfd, const char *path)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    const char *rel = path[0] == '/' ? path + 1 : path;
+    if (rel[0] == '\0') rel = ".";
+    return (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+}
+
+static int set_attrs(int tree, uint64_t set)
+{
+    struct mount_attr attr = { .attr_set = set };
+    return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+}
+
+/* Attach the detached mount `tree` on top of the object behind `target_fd`. */
+static int attach(int tree, int target_fd)
+{
+    return (int)syscall(SYS_move_mount, tree, "", target_fd, "",
+                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+static uint64_t bind_attrs(uint32_t flags)
+{
+    uint64_t a = MOUNT_ATTR_NOSUID;
+    if (!(flags & SBX_F_DEVICES)) a |= MOUNT_ATTR_NODEV;
+    if (flags & SBX_F_RDONLY) a |= MOUNT_ATTR_RDONLY;
+    return a;
+}
+
+static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx, int *next_idmap)
+{
+    int tree;
+    if (op->flags & SBX_F_IDMAP) {
+        if (*next_idmap >= c->n_idmap_fds) { errno = EBADF; die(c, SBX_STAGE_MOUNT_OP, idx); }
+        tree = c->idmap_fds[(*next_idmap)++];
+    } else {
+        char src[SBX_PATH_MAX];
+        if (sbx_concat(src, sizeof src, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0) {
+            if (errno == ENOENT && (op->flags & SBX_F_OPTIONAL)) return;
+            die(c, SBX_STAGE_MOUNT_OP, idx);
+        }
+    }
+    struct stat st;
+    if (fstat(tree, &st) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int made = S_ISDIR(st.st_mode) ? mkdir_p(c->newroot_fd, op->target, 0755) : touch_p(c->newroot_fd, op->target);
+    if (made < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int target = open_target(c->newroot_fd, op->target);
+    if (target < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (set_attrs(tree, bind_attrs(op->flags)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(tree);
+    close(target);
+}
+
+/* Mount a filesystem on a target reached without symlinks: fchdir into it and mount on ".". */
+static void mount_fs_at(struct child_ctx *c, int idx, const char *target, const char *fstype,
+                        unsigned long flags, const char *data)
+{
+    if (mkdir_p(c->newroot_fd, target, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int fd = open_target(c->newroot_fd, target);
+    if (fd < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (fchdir(fd) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (mount(fstype, ".", fstype, flags, data) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(fd);
+}
+
+static void op_dev(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+    char tgt[SBX_PATH_MAX], src[SBX_PATH_MAX], sub[SBX_PATH_MAX];
+    mount_fs_at(c, idx, op->target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536,nr_inodes=64");
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        if (sbx_concat(sub, sizeof sub, op->target, "/") < 0 || sbx_concat(tgt, sizeof tgt, sub, nodes[i]) < 0)
+            die(c, SBX_STAGE_MOUNT_OP, idx);
+        if (touch_p(c->newroot_fd, tgt) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        if (sbx_concat(src, sizeof src, STAGING_OLDROOT "/dev/", nodes[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        int target = open_target(c->newroot_fd, tgt);
+        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (target < 0 || tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        if (set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC) < 0 || attach(tree, target) < 0)
+            die(c, SBX_STAGE_MOUNT_OP, idx);
+        close(tree);
+        close(target);
+    }
+    if (sbx_concat(tgt, sizeof tgt, op->target, "/pts") < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    mount_fs_at(c, idx, tgt, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    if (sbx_concat(tgt, sizeof tgt, op->target, "/shm") < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    mount_fs_at(c, idx, tgt, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=67108864");
+    static const char *const links[][2] = {
+        { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
+        { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+    };
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        if (sbx_concat(sub, sizeof sub, op->target, "/") < 0 || sbx_concat(tgt, sizeof tgt, sub, links[i][1]) < 0)
+            die(c, SBX_STAGE_MOUNT_OP, idx);
+        if (symlinkat(links[i][0], c->newroot_fd, tgt + 1) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
+}
+
+/* Clone the mount at `target` and put the clone, with `attrs`, back on top of it. */
+static void op_readonly(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    int target = open_target(c->newroot_fd, op->target);
+    if (target < 0) {
+        if (errno == ENOENT && (op->flags & SBX_F_OPTIONAL)) return;
+        die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
+    int tree = (int)syscall(SYS_open_tree, target, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (set_attrs(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(tree);
+    close(target);
+}
+
+/* Cover `target` with an empty read-only directory or file, whichever it is. */
+static void op_mask(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    int target = open_target(c->newroot_fd, op->target);
+    if (target < 0) {
+        if (errno == ENOENT && (op->flags & SBX_F_OPTIONAL)) return;
+        die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
+    struct stat st;
+    if (fstat(target, &st) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (S_ISLNK(st.st_mode)) { errno = ELOOP; die(c, SBX_STAGE_MOUNT_OP, idx); }
+    const char *empty = S_ISDIR(st.st_mode) ? EMPTY_DIR : EMPTY_FILE;
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, empty, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (set_attrs(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) < 0)
+        die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(tree);
+    close(target);
+}
+
+static void run_ops(struct child_ctx *c)
+{
+    const struct sbx_plan *p = c->plan;
+    int next_idmap = 0;
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+        const struct sbx_op *op = &p->ops[i];
+        switch (op->kind) {
+        case SBX_OP_BIND: op_bind(c, op, (int)i, &next_idmap); break;
+        case SBX_OP_TMPFS:
+            mount_fs_at(c, (int)i, op->target, "tmpfs", MS_NOSUID | MS_NODEV, op->data);
+            break;
+        case SBX_OP_PROC:
+            mount_fs_at(c, (int)i, op->target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+            break;
+        case SBX_OP_DEV: op_dev(c, op, (int)i); break;
+        case SBX_OP_MASK: op_mask(c, op, (int)i); break;
+        case SBX_OP_READONLY: op_readonly(c, op, (int)i); break;
+        case SBX_OP_DIR:
+            if (mkdir_p(c->newroot_fd, op->target, op->mode ? op->mode : 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, (int)i);
+            break;
+        case SBX_OP_SYMLINK: {
+            char parent[SBX_PATH_MAX];
+            size_t n = strlen(op->target);
+            if (n >= sizeof parent) { errno = ENAMETOOLONG; die(c, SBX_STAGE_MOUNT_OP, (int)i); }
+            memcpy(parent, op->target, n + 1);
+            char *slash = strrchr(parent, '/');
+            if (slash && slash != parent) {
+                *slash = '\0';
+                if (mkdir_p(c->newroot_fd, parent, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, (int)i);
+            }
+            if (symlinkat(op->source, c->newroot_fd, op->target + 1) < 0 && errno != EEXIST)
+                die(c, SBX_STAGE_MOUNT_OP, (int)i);
+            break;
+        }
+        default: errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, (int)i);
+        }
+    }
+}
+
+/* Build the root: a staging tmpfs becomes "/", the host root is reachable at
+ * /oldroot while the new root is assembled at /newroot, then /newroot becomes
+ * "/" and everything else is detached. */
+static void assemble_root(struct child_ctx *c)
+{
+    const struct sbx_plan *p = c->plan;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die(c, SBX_STAGE_PROPAGATION, -1);
+    if (mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576") < 0)
+        die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    if (chdir(p->staging) < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    if (mkdir("newroot", 0755) < 0 || mkdir("oldroot", 0755) < 0 || mkdir(".sbx-empty-dir", 0555) < 0)
+        die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    int fd = open(".sbx-empty-file", O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+    if (fd < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    close(fd);
+    if (syscall(SYS_pivot_root, ".", "oldroot") < 0) die(c, SBX_STAGE_PIVOT_STAGING, -1);
+    if (chdir("/") < 0) die(c, SBX_STAGE_PIVOT_STAGING, -1);
+    if (mount("tmpfs", STAGING_NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576") < 0)
+        die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    c->newroot_fd = open(STAGING_NEWROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c->newroot_fd < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
+
+    run_ops(c);
+
+    /* The root tmpfs itself is read-only: only explicit mounts are writable. */
+    struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+    if (syscall(SYS_mount_setattr, c->newroot_fd, "", AT_EMPTY_PATH, &ro, sizeof ro) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (umount2(STAGING_OLDROOT, MNT_DETACH) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (chdir(STAGING_NEWROOT) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (umount2(".", MNT_DETACH) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (chdir("/") < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    close(c->newroot_fd);
+}
+
+static int loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(s);
+    errno = saved;
+    return r;
+}
+
+static int drop_all_caps(void)
+{
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    return (int)syscall(SYS_capset, &h, d);
+}
+
+/* The command: everything from here on applies to it and its descendants. */
+__attribute__((noreturn)) static void exec_command(struct child_ctx *c, int pty_slave)
+{
+    const struct sbx_plan *p = c->plan;
+    sigset_t none;
+    sigemptyset(&none);
+    for (int s = 1; s < NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        sigaction(s, &dfl, NULL);
+    }
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (setsid() < 0) die(c, SBX_STAGE_SETSID, -1);
+    if (pty_slave >= 0) {
+        for (int i = 0; i < 3; i++)
+            if (dup2(pty_slave, i) < 0) die(c, SBX_STAGE_CTTY, -1);
+        if (ioctl(0, TIOCSCTTY, 0) < 0) die(c, SBX_STAGE_CTTY, -1);
+        if (pty_slave > 2) close(pty_slave);
+    }
+    for (uint32_t i = 0; i < p->n_rlimits; i++) {
+        struct rlimit lim = { p->rlimits[i].soft, p->rlimits[i].hard };
+        if (syscall(SYS_prlimit64, 0, p->rlimits[i].resource, &lim, NULL) < 0) die(c, SBX_STAGE_RLIMIT, (int)i);
+    }
+    if (!(p->flags & SBX_PLAN_SETGROUPS_DENY) && syscall(SYS_setgroups, 0, NULL) < 0) die(c, SBX_STAGE_SETGROUPS, -1);
+    /* Shrink the bounding set while we still hold CAP_SETPCAP; a later execve as
+     * uid 0 can then gain nothing beyond `cap_keep`. */
+    for (int cap = 0; cap < 64; cap++) {
+        if (p->cap_keep & (1ull << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die(c, SBX_STAGE_CAPBSET, cap);
+    }
+    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) die(c, SBX_STAGE_SETGID, -1);
+    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) die(c, SBX_STAGE_SETUID, -1);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) die(c, SBX_STAGE_CAPSET, -1);
+    {
+        uint64_t keep = p->uid == 0 ? p->cap_keep : 0;
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2] = {
+            { (uint32_t)keep, (uint32_t)keep, 0 },
+            { (uint32_t)(keep >> 32), (uint32_t)(keep >> 32), 0 },
+        };
+        if (syscall(SYS_capset, &h, d) < 0) die(c, SBX_STAGE_CAPSET, -1);
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
+    /* Only 0-2 reach the command: everything else closes at execve (the error pipe too). */
+    if (syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC) < 0) die(c, SBX_STAGE_CLOSE_FDS, -1);
+    if (chdir(p->cwd) < 0) die(c, SBX_STAGE_CHDIR, -1);
+    if (p->n_bpf == 0) { errno = EINVAL; die(c, SBX_STAGE_SECCOMP, -1); }
+    const struct sock_filter *insns = p->bpf;
+    for (uint32_t i = 0; i < p->n_bpf; i++) {
+        struct sock_fprog prog = { (unsigned short)p->bpf_lens[i], (struct sock_filter *)insns };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) die(c, SBX_STAGE_SECCOMP, (int)i);
+        insns += p->bpf_lens[i];
+    }
+
+    /* Last: execve, searching PATH by hand (execvpe may allocate). */
+    const char *file = p->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, p->argv, p->envp);
+        die(c, SBX_STAGE_EXECVE, -1);
+    }
+    int saw_eacces = 0;
+    const char *dirs = p->path_search;
+    char buf[SBX_PATH_MAX];
+    while (dirs && *dirs) {
+        const char *end = strchr(dirs, ':');
+        size_t dlen = end ? (size_t)(end - dirs) : strlen(dirs);
+        size_t flen = strlen(file);
+        if (dlen + flen + 2 <= sizeof buf) {
+            memcpy(buf, dirs, dlen);
+            size_t at = dlen;
+            if (dlen == 0) buf[at++] = '.';
+            buf[at++] = '/';
+            memcpy(buf + at, file, flen + 1);
+            execve(buf, p->argv, p->envp);
+            if (errno == EACCES) saw_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR) die(c, SBX_STAGE_EXECVE, -1);
+        }
+        if (!end) break;
+        dirs = end + 1;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+    die(c, SBX_STAGE_EXECVE, -1);
+}
+
+static void noop_handler(int sig) { (void)sig; }
+
+/* Pid 1: forward signals to the command, reap everything, and leave with it.
+ * When pid 1 exits the kernel kills every other process in the namespace. */
+__attribute__((noreturn)) static void reap_until_command_exits(int sync_fd, pid_t cmd)
+{
+    static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaddset(&set, forwarded[i]);
+    /* pid 1 drops signals whose handler is SIG_DFL, even when blocked: install one. */
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
+        struct sigaction sa = { .sa_handler = noop_handler };
+        sigaction(forwarded[i], &sa, NULL);
+    }
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        if (sig < 0) continue;
+        if (sig != SIGCHLD) {
+            kill(cmd, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t r = (pid_t)syscall(SYS_wait4, -1, &status, WNOHANG, NULL);
+            if (r <= 0) break;
+            if (r == cmd) {
+                struct sbx_msg m = { MSG_STATUS, status };
+                send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            }
+        }
+    }
+}
+
+static int recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int *n_fds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_IDMAP_FDS)];
+    struct iovec iov = { m, sizeof *m };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+    ssize_t r;
+    do r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof *m) { if (r >= 0) errno = EPIPE; return -1; }
+    *n_fds = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        if (n > max_fds) n = max_fds;
+        memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)n);
+        *n_fds = n;
+    }
+    return 0;
+}
+
+static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int n_fds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_IDMAP_FDS)];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = { (void *)m, sizeof *m };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (n_fds > 0) {
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n_fds);
+    }
+    ssize_t r;
+    do r = sendmsg(sock, &mh, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+    return r == (ssize_t)sizeof *m ? 0 : -1;
+}
+
+__attribute__((noreturn)) static void child_main(const struct sbx_plan *p, int sync_fd, int err_fd)
+{
+    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1 };
+    /* If sandboxd dies, so does the sandbox. A parent that died before this
+     * line is caught by the sync socket below: recvmsg returns 0. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+
+    struct sbx_msg m;
+    if (recv_with_fds(sync_fd, &m, c.idmap_fds, MAX_IDMAP_FDS, &c.n_idmap_fds) < 0 || m.type != MSG_GO)
+        _exit(SBX_EXIT_SETUP);
+
+    /* Leave host uid 0 first: a host-root uid can write global /proc/sys knobs
+     * even without capabilities. */
+    if (syscall(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid) < 0) die(&c, SBX_STAGE_SETID_SETUP, -1);
+    if (syscall(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid) < 0) die(&c, SBX_STAGE_SETID_SETUP, -1);
+    if (p->flags & SBX_PLAN_CGROUPNS && unshare(CLONE_NEWCGROUP) < 0) die(&c, SBX_STAGE_CGROUPNS, -1);
+
+    assemble_root(&c);
+
+    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) die(&c, SBX_STAGE_HOSTNAME, -1);
+    if ((p->flags & SBX_PLAN_LOOPBACK) && loopback_up() < 0) die(&c, SBX_STAGE_LOOPBACK, -1);
+
+    int slave = -1;
+    if (p->flags & SBX_PLAN_TTY) {
+        int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        int unlock = 0;
+        if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0) die(&c, SBX_STAGE_PTY, -1);
+        slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0 || fchown(slave, p->uid, p->gid) < 0) die(&c, SBX_STAGE_PTY, -1);
+        struct sbx_msg pm = { MSG_PTY, 0 };
+        if (send_with_fds(sync_fd, &pm, &master, 1) < 0) die(&c, SBX_STAGE_PTY, -1);
+        close(master);
+    }
+
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    pid_t cmd = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+    if (cmd < 0) die(&c, SBX_STAGE_FORK, -1);
+    if (cmd == 0) exec_command(&c, slave);
+
+    /* Pid 1 keeps only the sync socket, drops every capability and cannot be
+     * ptraced or dumped by the command. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    drop_all_caps();
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (sync_fd > 3) syscall(SYS_close_range, 3, (unsigned)sync_fd - 1, 0);
+    syscall(SYS_close_range, (unsigned)sync_fd + 1, ~0u, 0);
+    if (sync_fd != 0) close(0);
+    if (sync_fd != 1) close(1);
+    if (sync_fd != 2) close(2);
+    reap_until_command_exits(sync_fd, cmd);
+}
+
+/* --------------------------------------------------------------- parent side */
+
+static int write_proc_file(pid_t pid, const char *name, const char *text)
+{
+    char path[64];
+    sbx_format_proc_path(path, sizeof path, pid, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = sbx_write_all(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return r;
+}
+
+static void fail_child(pid_t pid, int pidfd)
+{
+    if (pidfd >= 0) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    else kill(pid, SIGKILL);
+    int st;
+    while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {}
+}
+
+int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error *err)
+{
+    int sv[2], ep[2];
+    err->stage = SBX_STAGE_NONE;
+    err->err = 0;
+    err->index = -1;
+    out->pid = -1;
+    out->pidfd = -1;
+    out->sync_fd = -1;
+    out->pty_master = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto early;
+    if (pipe2(ep, O_CLOEXEC) < 0) { close(sv[0]); close(sv[1]); goto early; }
+
+    int pidfd = -1;
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = p->clone_flags | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0) {
+        close(sv[0]);
+        close(ep[0]);
+        child_main(p, sv[1], ep[1]);
+    }
+    close(sv[1]);
+    close(ep[1]);
+    if (pid < 0) {
+        *err = (struct sbx_error){ SBX_STAGE_CLONE, errno, -1 };
+        close(sv[0]);
+        close(ep[0]);
+        return -1;
+    }
+
+    int idmap_fds[MAX_IDMAP_FDS];
+    int n_idmap = 0, userns = -1;
+    int32_t stage = SBX_STAGE_NONE, index = -1;
+    if ((p->flags & SBX_PLAN_SETGROUPS_DENY) && write_proc_file(pid, "setgroups", "deny") < 0) { stage = SBX_STAGE_SETGROUPS_FILE; goto fail; }
+    if (write_proc_file(pid, "uid_map", p->uid_map) < 0) { stage = SBX_STAGE_UID_MAP; goto fail; }
+    if (write_proc_file(pid, "gid_map", p->gid_map) < 0) { stage = SBX_STAGE_GID_MAP; goto fail; }
+
+    /* Idmapped binds: cloned here, where we hold CAP_SYS_ADMIN over the host
+     * filesystems, mapped through the sandbox's own user namespace. */
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+        if (p->ops[i].kind != SBX_OP_BIND || !(p->ops[i].flags & SBX_F_IDMAP)) continue;
+        index = (int32_t)i;
+        if (n_idmap == MAX_IDMAP_FDS) { errno = E2BIG; stage = SBX_STAGE_IDMAP; goto fail; }
+        if (userns < 0) {
+            char path[64];
+            sbx_format_proc_path(path, sizeof path, pid, "ns/user");
+            userns = open(path, O_RDONLY | O_CLOEXEC);
+            if (userns < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
+        }
+        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
+        idmap_fds[n_idmap++] = tree;
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns };
+        if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
+    }
+    index = -1;
+
+    for (uint32_t i = 0; i < p->n_cgroup_procs_fds; i++) {
+        char num[16];
+        int len = sbx_format_int(num, sizeof num, pid);
+        if (pwrite(p->cgroup_procs_fds[i], num, (size_t)len, 0) != len) { stage = SBX_STAGE_CGROUP_JOIN; index = (int32_t)i; goto fail; }
+    }
+
+    struct sbx_msg go = { MSG_GO, 0 };
+    if (send_with_fds(sv[0], &go, idmap_fds, n_idmap) < 0) { stage = SBX_STAGE_SYNC; goto fail; }
+    for (int i = 0; i < n_idmap; i++) close(idmap_fds[i]);
+    n_idmap = 0;
+    if (userns >= 0) close(userns);
+    userns = -1;
+
+    /* EOF on the error pipe means execve succeeded (the pipe is close-on-exec). */
+    struct sbx_error ce;
+    ssize_t r;
+    do r = read(ep[0], &ce, sizeof ce); while (r < 0 && errno == EINTR);
+    close(ep[0]);
+    ep[0] = -1;
+    if (r == (ssize_t)sizeof ce) {
+        *err = ce;
+        fail_child(pid, pidfd);
+        close(sv[0]);
+        close(pidfd);
+        return -1;
+    }
+    if (r != 0) { stage = SBX_STAGE_SYNC; errno = EPIPE; goto fail; }
+
+    if (p->flags & SBX_PLAN_TTY) {
+        struct sbx_msg pm;
+        int fds[1], n = 0;
+        if (recv_with_fds(sv[0], &pm, fds, 1, &n) < 0 || pm.type != MSG_PTY || n != 1) {
+            stage = SBX_STAGE_PTY;
+            if (errno == 0) errno = EPROTO;
+            goto fail;
+        }
+        out->pty_master = fds[0];
+    }
+    out->pid = pid;
+    out->pidfd = pidfd;
+    out->sync_fd = sv[0];
+    return 0;
+
+fail:
+    *err = (struct sbx_error){ stage, errno, index };
+    for (int i = 0; i < n_idmap; i++) close(idmap_fds[i]);
+    if (userns >= 0) close(userns);
+    fail_child(pid, pidfd);
+    if (ep[0] >= 0) close(ep[0]);
+    close(sv[0]);
+    if (pidfd >= 0) close(pidfd);
+    return -1;
+early:
+    *err = (struct sbx_error){ SBX_STAGE_SOCKETPAIR, errno, -1 };
+    return -1;
+}
+
+int sbx_read_status(int sync_fd, int *status)
+{
+    struct sbx_msg m;
+    ssize_t r;
+    do r = recv(sync_fd, &m, sizeof m, 0); while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof m || m.type != MSG_STATUS) return -1;
+    *status = m.value;
+    return 0;
+}
+
+int sbx_pidfd_send_signal(int pidfd, int sig)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int sbx_close_range_cloexec(unsigned first)
+{
+    return (int)syscall(SYS_close_range, first, ~0u, CLOSE_RANGE_CLOEXEC);
+}

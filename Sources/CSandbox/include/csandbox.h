@@ -1,4 +1,135 @@
 #ifndef CSANDBOX_H
 #define CSANDBOX_H
-/* Interface filled in by the launcher work. */
+/*
+ * The C side of sandboxd: it *executes* a flat launch plan and decides nothing.
+ *
+ * Everything policy-related (which mounts, which uid maps, which seccomp
+ * program, which capabilities) is computed in Swift and handed over as a
+ * `struct sbx_plan`. Between clone() and execve() the code here makes raw
+ * system calls only: no malloc, no locks, no Swift. Setup failures travel back
+ * to the parent as one `struct sbx_error` {stage, errno, index} over a
+ * close-on-exec pipe, so the parent can name the stage that failed.
+ */
+#include <stdint.h>
+#include <stddef.h>
+#include <linux/filter.h>
+
+/* Ordered root-assembly operations, applied inside the new mount namespace.
+ * Targets are absolute paths inside the sandbox; bind sources are host paths. */
+enum sbx_op_kind {
+    SBX_OP_BIND = 1,     /* bind host `source` at `target` (recursive) */
+    SBX_OP_TMPFS = 2,    /* tmpfs at `target`, mount data in `data` */
+    SBX_OP_PROC = 3,     /* fresh procfs at `target` */
+    SBX_OP_DEV = 4,      /* minimal /dev at `target`: null zero full random urandom tty, pts, shm */
+    SBX_OP_MASK = 5,     /* hide `target`: empty read-only file or directory on top of it */
+    SBX_OP_READONLY = 6, /* make `target` (already inside the new root) read-only in place */
+    SBX_OP_DIR = 7,      /* create directory `target` with `mode` */
+    SBX_OP_SYMLINK = 8,  /* symlink `target` -> `source` */
+};
+
+enum sbx_op_flags {
+    SBX_F_RDONLY = 1u << 0,   /* bind read-only (recursively) */
+    SBX_F_OPTIONAL = 1u << 1, /* skip silently when the source or target does not exist */
+    SBX_F_IDMAP = 1u << 2,    /* bind through an idmapped mount prepared by the parent */
+    SBX_F_DEVICES = 1u << 3,  /* keep device access (default: nodev) */
+};
+
+struct sbx_op {
+    uint32_t kind;
+    uint32_t flags;
+    const char *source;
+    const char *target;
+    const char *data;
+    uint32_t mode;
+};
+
+struct sbx_rlimit {
+    int32_t resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+enum sbx_plan_flags {
+    SBX_PLAN_CGROUPNS = 1u << 0,       /* unshare the cgroup namespace once placed in the cgroups */
+    SBX_PLAN_LOOPBACK = 1u << 1,       /* bring `lo` up in the new network namespace */
+    SBX_PLAN_TTY = 1u << 2,            /* give the command a new pty from the sandbox's devpts */
+    SBX_PLAN_SETGROUPS_DENY = 1u << 3, /* unprivileged mode: write "deny" to setgroups, skip setgroups() */
+};
+
+struct sbx_plan {
+    uint32_t clone_flags;      /* CLONE_NEW* namespaces created at clone (not CLONE_NEWCGROUP) */
+    uint32_t flags;            /* enum sbx_plan_flags */
+    const char *uid_map;       /* written to /proc/PID/uid_map by the parent */
+    const char *gid_map;
+    uint32_t setup_uid;        /* ids the sandbox's pid 1 takes once the maps exist */
+    uint32_t setup_gid;
+    uint32_t uid;              /* ids the command runs as */
+    uint32_t gid;
+    const char *hostname;
+    const char *staging;       /* an existing directory to mount the staging tmpfs on ("/tmp") */
+    const struct sbx_op *ops;
+    uint32_t n_ops;
+    const char *cwd;           /* working directory inside */
+    const char *path_search;   /* PATH used to find argv[0] when it has no '/' */
+    char *const *argv;
+    char *const *envp;
+    uint64_t cap_keep;         /* bitmask of capabilities kept in the bounding/permitted/effective sets */
+    const struct sock_filter *bpf; /* the filter programs, back to back */
+    const uint32_t *bpf_lens;  /* instructions in each program */
+    uint32_t n_bpf;            /* number of programs; 0 is refused: a sandbox always has a filter */
+    const struct sbx_rlimit *rlimits;
+    uint32_t n_rlimits;
+    const int *cgroup_procs_fds; /* open cgroup.procs files; the parent writes the child's pid in each */
+    uint32_t n_cgroup_procs_fds;
+};
+
+/* Stages, named by sbx_stage_name(); the order is the order of setup. */
+enum sbx_stage {
+    SBX_STAGE_NONE = 0,
+    SBX_STAGE_SOCKETPAIR, SBX_STAGE_CLONE, SBX_STAGE_UID_MAP, SBX_STAGE_GID_MAP, SBX_STAGE_SETGROUPS_FILE,
+    SBX_STAGE_IDMAP, SBX_STAGE_CGROUP_JOIN, SBX_STAGE_SYNC,
+    SBX_STAGE_SETID_SETUP, SBX_STAGE_PROPAGATION, SBX_STAGE_STAGING_TMPFS, SBX_STAGE_PIVOT_STAGING,
+    SBX_STAGE_MOUNT_OP, SBX_STAGE_PIVOT_ROOT, SBX_STAGE_HOSTNAME, SBX_STAGE_LOOPBACK, SBX_STAGE_CGROUPNS,
+    SBX_STAGE_PTY, SBX_STAGE_FORK, SBX_STAGE_SETSID, SBX_STAGE_CTTY, SBX_STAGE_RLIMIT, SBX_STAGE_SETGROUPS,
+    SBX_STAGE_SETGID, SBX_STAGE_SETUID, SBX_STAGE_CAPBSET, SBX_STAGE_CAPSET, SBX_STAGE_NO_NEW_PRIVS,
+    SBX_STAGE_CLOSE_FDS, SBX_STAGE_CHDIR, SBX_STAGE_SECCOMP, SBX_STAGE_EXECVE,
+};
+
+struct sbx_error {
+    int32_t stage;
+    int32_t err;     /* errno */
+    int32_t index;   /* index of the failing op for SBX_STAGE_MOUNT_OP, else -1 */
+};
+
+struct sbx_child {
+    int32_t pid;        /* host pid of the sandbox's pid 1 */
+    int32_t pidfd;      /* pidfd of that process (close-on-exec) */
+    int32_t sync_fd;    /* socket: carries the command's final wait status */
+    int32_t pty_master; /* with SBX_PLAN_TTY: master side of the command's pty, else -1 */
+};
+
+/* Start the sandbox described by `plan` and wait until its command has been
+ * exec'd. Returns 0 and fills `out`, or -1 and fills `err` (the child, if any,
+ * is killed and reaped before returning). */
+int sbx_spawn(const struct sbx_plan *plan, struct sbx_child *out, struct sbx_error *err);
+
+/* Read the final wait status pid 1 reports for the command. Returns 0 and sets
+ * *status, or -1 if pid 1 died without reporting (it was killed). */
+int sbx_read_status(int sync_fd, int *status);
+
+const char *sbx_stage_name(int32_t stage);
+
+/* The cgroup janitor: a tiny process that outlives a SIGKILLed sandboxd and
+ * removes the sandbox's cgroup directories once they are empty. `dirs` is a
+ * NULL-terminated list. Returns the write end of its pipe (close-on-exec), or -1. */
+int sbx_janitor_start(const char *const *dirs);
+/* Tell the janitor the parent cleaned up itself and it may exit. */
+void sbx_janitor_dismiss(int fd);
+
+/* Small wrappers Swift cannot call directly. */
+int sbx_pidfd_send_signal(int pidfd, int sig);
+int sbx_landlock_abi(void);
+int sbx_close_range_cloexec(unsigned first);
+int sbx_memfd(const char *name);
+
 #endif

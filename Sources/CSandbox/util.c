@@ -1,0 +1,116 @@
+#define _GNU_SOURCE
+#include "csandbox.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/landlock.h>
+
+int sbx_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int sbx_concat(char *dst, size_t cap, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 1 > cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(dst, a, la);
+    memcpy(dst + la, b, lb + 1);
+    return 0;
+}
+
+int sbx_format_int(char *buf, size_t cap, long v)
+{
+    char tmp[24];
+    int n = 0, neg = v < 0;
+    unsigned long u = neg ? (unsigned long)(-v) : (unsigned long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u && n < (int)sizeof tmp);
+    int len = 0;
+    if (neg && (size_t)len + 1 < cap) buf[len++] = '-';
+    while (n > 0 && (size_t)len + 1 < cap) buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
+void sbx_format_proc_path(char *buf, size_t cap, pid_t pid, const char *name)
+{
+    char num[24];
+    sbx_format_int(num, sizeof num, pid);
+    char tmp[64];
+    if (sbx_concat(tmp, sizeof tmp, "/proc/", num) < 0 || sbx_concat(buf, cap, tmp, "/") < 0) {
+        buf[0] = '\0';
+        return;
+    }
+    size_t l = strlen(buf);
+    sbx_concat(buf + l, cap - l, "", name);
+}
+
+const char *sbx_stage_name(int32_t stage)
+{
+    switch (stage) {
+    case SBX_STAGE_NONE: return "none";
+    case SBX_STAGE_SOCKETPAIR: return "socketpair()";
+    case SBX_STAGE_CLONE: return "clone3() of the namespaces";
+    case SBX_STAGE_UID_MAP: return "writing uid_map";
+    case SBX_STAGE_GID_MAP: return "writing gid_map";
+    case SBX_STAGE_SETGROUPS_FILE: return "writing setgroups";
+    case SBX_STAGE_IDMAP: return "idmapped mount (open_tree/mount_setattr)";
+    case SBX_STAGE_CGROUP_JOIN: return "joining the cgroup (cgroup.procs)";
+    case SBX_STAGE_SYNC: return "parent/child sync";
+    case SBX_STAGE_SETID_SETUP: return "setresuid() to the namespace root";
+    case SBX_STAGE_PROPAGATION: return "making mounts private";
+    case SBX_STAGE_STAGING_TMPFS: return "staging tmpfs";
+    case SBX_STAGE_PIVOT_STAGING: return "pivot_root() into staging";
+    case SBX_STAGE_MOUNT_OP: return "mount";
+    case SBX_STAGE_PIVOT_ROOT: return "pivot_root() into the new root";
+    case SBX_STAGE_HOSTNAME: return "sethostname()";
+    case SBX_STAGE_LOOPBACK: return "bringing up lo";
+    case SBX_STAGE_CGROUPNS: return "unshare(CLONE_NEWCGROUP)";
+    case SBX_STAGE_PTY: return "pty allocation";
+    case SBX_STAGE_FORK: return "fork of the command";
+    case SBX_STAGE_SETSID: return "setsid()";
+    case SBX_STAGE_CTTY: return "controlling terminal";
+    case SBX_STAGE_RLIMIT: return "setrlimit()";
+    case SBX_STAGE_SETGROUPS: return "setgroups()";
+    case SBX_STAGE_SETGID: return "setresgid()";
+    case SBX_STAGE_SETUID: return "setresuid()";
+    case SBX_STAGE_CAPBSET: return "dropping the capability bounding set";
+    case SBX_STAGE_CAPSET: return "capset()";
+    case SBX_STAGE_NO_NEW_PRIVS: return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case SBX_STAGE_CLOSE_FDS: return "close_range()";
+    case SBX_STAGE_CHDIR: return "chdir() to the workdir";
+    case SBX_STAGE_SECCOMP: return "loading the seccomp filter";
+    case SBX_STAGE_EXECVE: return "execve()";
+    default: return "unknown stage";
+    }
+}
+
+int sbx_landlock_abi(void)
+{
+    return (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+}
+
+int sbx_memfd(const char *name)
+{
+    return memfd_create(name, MFD_CLOEXEC);
+}

@@ -1,0 +1,192 @@
+import CSandbox
+import Glibc
+
+/// Per-sandbox cgroups: created before launch with the profile's limits,
+/// joined by the parent on the child's behalf, read for the report, removed
+/// afterwards (and by the janitor if sandboxd itself is killed).
+///
+/// cgroup v2 is used where the unified hierarchy has the controllers;
+/// otherwise cgroup v1 (memory, pids, cpu each in their own hierarchy).
+/// Each sandbox's group is created below sandboxd's own group, so a
+/// delegated or nested sandboxd stays within what it was given.
+public struct CgroupSet: Sendable {
+    public enum Version: String, Sendable { case v1, v2 }
+
+    public let version: Version
+    /// One directory for v2; one per controller for v1 (memory first).
+    public let directories: [String]
+    /// `cgroup.procs` of each directory, open for the launcher to write the child's pid into.
+    public let procsFDs: [Int32]
+
+    /// What this host offers, found by reading /proc/self/cgroup and /proc/self/mountinfo.
+    public struct Layout: Sendable, Equatable {
+        public var version: Version
+        /// For v2: the directory of sandboxd's own group. For v1: controller -> sandboxd's group directory.
+        public var v2Base: String?
+        public var v1Bases: [String: String]
+    }
+
+    /// Finds where sandboxd's own groups are, per controller.
+    public static func detect() -> Layout? {
+        guard let mountinfo = readSmallFile("/proc/self/mountinfo"),
+              let selfCgroup = readSmallFile("/proc/self/cgroup") else { return nil }
+        var v1Mounts: [String: String] = [:] // controller -> mount point
+        var v2Mount: String?
+        for line in mountinfo.split(separator: "\n") {
+            // ... mountpoint ... - fstype source superopts
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            guard halves.count == 2 else { continue }
+            let left = halves[0].split(separator: " ")
+            let right = halves[1].split(separator: " ")
+            guard left.count >= 5, right.count >= 3 else { continue }
+            let mountPoint = String(left[4])
+            if right[0] == "cgroup2" { v2Mount = v2Mount ?? mountPoint }
+            if right[0] == "cgroup" {
+                for opt in right[2].split(separator: ",") where ["memory", "pids", "cpu"].contains(String(opt)) {
+                    v1Mounts[String(opt)] = v1Mounts[String(opt)] ?? mountPoint
+                }
+            }
+        }
+        var v1Paths: [String: String] = [:]
+        var v2Path: String?
+        for line in selfCgroup.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            if parts[0] == "0" { v2Path = String(parts[2]) }
+            for c in parts[1].split(separator: ",") { v1Paths[String(c)] = String(parts[2]) }
+        }
+        if let mount = v2Mount, let rel = v2Path {
+            let base = join(mount, rel)
+            let controllers = readSmallFile(join(base, "cgroup.controllers"))?.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? []
+            if controllers.contains("memory") && controllers.contains("pids") {
+                return Layout(version: .v2, v2Base: base, v1Bases: [:])
+            }
+        }
+        var bases: [String: String] = [:]
+        for c in ["memory", "pids", "cpu"] {
+            if let m = v1Mounts[c], let rel = v1Paths[c] { bases[c] = join(m, rel) }
+        }
+        if bases["memory"] != nil && bases["pids"] != nil { return Layout(version: .v1, v2Base: nil, v1Bases: bases) }
+        return nil
+    }
+
+    /// Creates the groups and writes the limits. On any failure nothing is left behind.
+    public static func create(name: String, limits: Profile.Limits, layout: Layout) throws(SandboxError) -> CgroupSet {
+        var made: [String] = []
+        var fds: [Int32] = []
+        func cleanup() {
+            for fd in fds { close(fd) }
+            for d in made.reversed() { rmdir(d) }
+        }
+        do {
+            switch layout.version {
+            case .v2:
+                let dir = join(layout.v2Base!, name)
+                try makeDir(dir)
+                made.append(dir)
+                if limits.memory > 0 {
+                    try write(join(dir, "memory.max"), String(limits.memory))
+                    try? write(join(dir, "memory.swap.max"), "0")
+                }
+                if limits.pids > 0 { try write(join(dir, "pids.max"), String(limits.pids)) }
+                if limits.cpus > 0 { try write(join(dir, "cpu.max"), "\(Int(limits.cpus * 100_000)) 100000") }
+            case .v1:
+                for c in ["memory", "pids", "cpu"] {
+                    guard let base = layout.v1Bases[c] else {
+                        if c == "cpu" && limits.cpus == 0 { continue }
+                        throw SandboxError("cgroups: no cgroup v1 '\(c)' hierarchy is mounted; mount it or boot with cgroup v2")
+                    }
+                    if c == "cpu" && limits.cpus == 0 { continue }
+                    let dir = join(base, name)
+                    try makeDir(dir)
+                    made.append(dir)
+                    switch c {
+                    case "memory" where limits.memory > 0:
+                        try write(join(dir, "memory.limit_in_bytes"), String(limits.memory))
+                        // Without swap accounting this file is absent; the host has no swap to escape to then.
+                        if access(join(dir, "memory.memsw.limit_in_bytes"), F_OK) == 0 {
+                            try write(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memory))
+                        }
+                    case "pids" where limits.pids > 0:
+                        try write(join(dir, "pids.max"), String(limits.pids))
+                    case "cpu":
+                        try write(join(dir, "cpu.cfs_period_us"), "100000")
+                        try write(join(dir, "cpu.cfs_quota_us"), String(Int(limits.cpus * 100_000)))
+                    default: break
+                    }
+                }
+            }
+            for d in made {
+                let fd = open(join(d, "cgroup.procs"), O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw SandboxError("cgroups: cannot open \(join(d, "cgroup.procs")): \(errnoString())") }
+                fds.append(fd)
+            }
+        } catch {
+            cleanup()
+            throw error
+        }
+        return CgroupSet(version: layout.version, directories: made, procsFDs: fds)
+    }
+
+    /// Resource figures for the report, read before removal.
+    public struct Usage: Sendable, Equatable {
+        public var peakMemory: UInt64?
+        public var oomKilled: Bool
+    }
+
+    public func usage() -> Usage {
+        guard let mem = directories.first else { return Usage(peakMemory: nil, oomKilled: false) }
+        switch version {
+        case .v2:
+            let peak = readSmallFile(CgroupSet.join(mem, "memory.peak")).flatMap { UInt64($0.trimmingWhitespace()) }
+            let events = readSmallFile(CgroupSet.join(mem, "memory.events")) ?? ""
+            return Usage(peakMemory: peak, oomKilled: CgroupSet.counter(events, "oom_kill") > 0)
+        case .v1:
+            let peak = readSmallFile(CgroupSet.join(mem, "memory.max_usage_in_bytes")).flatMap { UInt64($0.trimmingWhitespace()) }
+            let control = readSmallFile(CgroupSet.join(mem, "memory.oom_control")) ?? ""
+            return Usage(peakMemory: peak, oomKilled: CgroupSet.counter(control, "oom_kill") > 0)
+        }
+    }
+
+    /// Closes the procs files and removes the directories. The sandbox's
+    /// processes are gone once its pid 1 has been reaped, but the kernel may
+    /// take a moment to release an emptied group; retry briefly.
+    public func remove() {
+        for fd in procsFDs { close(fd) }
+        for d in directories.reversed() {
+            for attempt in 0..<200 {
+                if rmdir(d) == 0 || errno == ENOENT { break }
+                if attempt == 199 { break }
+                var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+    }
+
+    static func counter(_ text: String, _ key: String) -> UInt64 {
+        for line in text.split(separator: "\n") {
+            let kv = line.split(separator: " ")
+            if kv.count == 2 && kv[0] == key { return UInt64(kv[1]) ?? 0 }
+        }
+        return 0
+    }
+
+    static func join(_ a: String, _ b: String) -> String {
+        if b.isEmpty || b == "/" { return a }
+        return a.hasSuffix("/") ? a + (b.hasPrefix("/") ? String(b.dropFirst()) : b) : a + (b.hasPrefix("/") ? b : "/" + b)
+    }
+
+    private static func makeDir(_ path: String) throws(SandboxError) {
+        guard mkdir(path, 0o755) == 0 else {
+            throw SandboxError("cgroups: cannot create \(path): \(errnoString()); sandboxd needs write access to its own cgroup (run as root, or under a delegated cgroup)")
+        }
+    }
+
+    private static func write(_ path: String, _ value: String) throws(SandboxError) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError("cgroups: cannot open \(path): \(errnoString())") }
+        defer { close(fd) }
+        let ok = value.withCString { p in Glibc.write(fd, p, strlen(p)) == strlen(p) }
+        guard ok else { throw SandboxError("cgroups: cannot write '\(value)' to \(path): \(errnoString())") }
+    }
+}

@@ -1,0 +1,118 @@
+import CSandbox
+import CSeccomp
+import Glibc
+
+/// A compiled seccomp program: classic BPF instructions, 8 bytes each,
+/// exactly as `seccomp(SECCOMP_SET_MODE_FILTER)` takes them.
+public struct SeccompProgram: Sendable, Equatable {
+    public var bytes: [UInt8]
+    public var instructionCount: Int { bytes.count / 8 }
+}
+
+/// Compiles a `SeccompPolicy` to BPF with libseccomp, in the parent, so the
+/// child only has to load it (`seccomp_export_bpf`).
+public enum SeccompCompiler {
+    // libseccomp's action macros are not importable; their values are ABI.
+    static let actAllow: UInt32 = 0x7fff_0000
+    static let actKillProcess: UInt32 = 0x8000_0000
+    static func actErrno(_ e: Int32) -> UInt32 { 0x0005_0000 | (UInt32(e) & 0xffff) }
+
+    /// Two programs, both loaded: the kernel runs every filter and keeps the
+    /// strictest verdict. libseccomp lets an unconditional allow swallow a
+    /// conditional deny of the same syscall, so argument checks (namespace
+    /// flags of clone, terminal-injection ioctls) live in a second program
+    /// whose default is allow.
+    public static func compile(_ policy: SeccompPolicy) throws(SandboxError) -> [SeccompProgram] {
+        [try compileSyscalls(policy), try compileArguments(policy)]
+    }
+
+    /// The allow-list: unknown syscalls ENOSYS, refused ones EPERM.
+    static func compileSyscalls(_ policy: SeccompPolicy) throws(SandboxError) -> SeccompProgram {
+        let ctx = try makeContext(defaultAction: actErrno(ENOSYS))
+        defer { seccomp_release(ctx) }
+        for name in policy.allow.sorted() where !policy.deny.contains(name) {
+            try add(ctx, name, actAllow, [])
+        }
+        for name in policy.deny.sorted() {
+            try add(ctx, name, actErrno(EPERM), [])
+        }
+        for name in ["clone", "ioctl"] where !policy.deny.contains(name) {
+            try add(ctx, name, actAllow, [])
+        }
+        // clone3 hides its flags in memory where BPF cannot look: ENOSYS, and libc falls back to clone.
+        if !policy.deny.contains("clone3") {
+            try add(ctx, "clone3", actErrno(ENOSYS), [])
+        }
+        if !policy.deny.contains("personality") {
+            for v in SeccompPolicy.personalities {
+                try add(ctx, "personality", actAllow, [cmp(0, SCMP_CMP_EQ, v, 0)])
+            }
+        }
+        return try export(ctx)
+    }
+
+    /// Argument checks: clone with a namespace flag, and TIOCSTI/TIOCLINUX
+    /// matched on the low 32 bits of the request (so high-bit variants are caught).
+    static func compileArguments(_ policy: SeccompPolicy) throws(SandboxError) -> SeccompProgram {
+        let ctx = try makeContext(defaultAction: actAllow)
+        defer { seccomp_release(ctx) }
+        for flag in SeccompPolicy.namespaceCloneFlags {
+            try add(ctx, "clone", actErrno(EPERM), [cmp(0, SCMP_CMP_MASKED_EQ, flag, flag)])
+        }
+        for req in SeccompPolicy.refusedIoctls {
+            try add(ctx, "ioctl", actErrno(EPERM), [cmp(1, SCMP_CMP_MASKED_EQ, 0xffff_ffff, req)])
+        }
+        return try export(ctx)
+    }
+
+    private static func makeContext(defaultAction: UInt32) throws(SandboxError) -> scmp_filter_ctx {
+        guard let ctx = seccomp_init(defaultAction) else {
+            throw SandboxError("seccomp: seccomp_init failed; is libseccomp installed (apt-get install libseccomp2)?")
+        }
+        do {
+            // Only the native ABI: ia32 (int 0x80) and x32 calls hit the bad-arch action and die.
+            try check(seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, actKillProcess), "set the bad-arch action")
+            // The child sets no_new_privs itself, explicitly, before loading.
+            try check(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0), "clear CTL_NNP")
+        } catch {
+            seccomp_release(ctx)
+            throw error
+        }
+        return ctx
+    }
+
+    private static func cmp(_ arg: UInt32, _ op: scmp_compare, _ a: UInt64, _ b: UInt64) -> scmp_arg_cmp {
+        scmp_arg_cmp(arg: arg, op: op, datum_a: a, datum_b: b)
+    }
+
+    private static func add(_ ctx: scmp_filter_ctx, _ name: String, _ action: UInt32, _ conds: [scmp_arg_cmp]) throws(SandboxError) {
+        let nr = seccomp_syscall_resolve_name(name)
+        // A name this architecture does not have (e.g. a 32-bit-only call) is skipped.
+        if nr == __NR_SCMP_ERROR { return }
+        let rc = conds.withUnsafeBufferPointer { buf in
+            seccomp_rule_add_array(ctx, action, nr, UInt32(buf.count), buf.baseAddress)
+        }
+        // -EEXIST: an identical rule is already there (e.g. listed twice); harmless.
+        if rc < 0 && rc != -EEXIST {
+            throw SandboxError("seccomp: cannot add a rule for '\(name)': \(String(cString: strerror(-rc)))")
+        }
+    }
+
+    private static func check(_ rc: Int32, _ what: String) throws(SandboxError) {
+        if rc < 0 { throw SandboxError("seccomp: cannot \(what): \(String(cString: strerror(-rc)))") }
+    }
+
+    /// `seccomp_export_bpf` writes to a descriptor: give it a memfd and read it back.
+    private static func export(_ ctx: scmp_filter_ctx) throws(SandboxError) -> SeccompProgram {
+        let fd = sbx_memfd("sandboxd-seccomp")
+        guard fd >= 0 else { throw SandboxError("seccomp: memfd_create failed: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try check(seccomp_export_bpf(ctx, fd), "export the BPF program")
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0, size % 8 == 0 else { throw SandboxError("seccomp: exported program has a bad size (\(size))") }
+        var bytes = [UInt8](repeating: 0, count: Int(size))
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(size), 0) }
+        guard n == size else { throw SandboxError("seccomp: short read of the exported program") }
+        return SeccompProgram(bytes: bytes)
+    }
+}
