@@ -1,7 +1,71 @@
 import ArgumentParser
+import Glibc
 import SandboxKit
 
+/// `sandboxd profiles`: every profile reachable by name, where it comes from, and what it is for.
 struct Profiles: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "profiles")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "profiles",
+        abstract: "List the available profiles.",
+        discussion: """
+            Names are looked up in ./profiles, then each directory of $SANDBOXD_PROFILES \
+            (colon-separated), then /etc/sandboxd/profiles, then the built-in set; the first \
+            file with a name wins and is the one listed. See docs/PROFILES.md.
+            """
+    )
+
+    func run() throws {
+        let rows = ProfileCLI.loader().available().map { summary in
+            let description = summary.error.map { "INVALID: \($0)" } ?? summary.description
+            return [summary.name, summary.source, description]
+        }
+        print(ProfileCLI.columns([["NAME", "SOURCE", "DESCRIPTION"]] + rows), terminator: "")
+    }
+}
+
+/// What the profile commands share (and `exec` can use): a loader for this process, error exit.
+enum ProfileCLI {
+    /// A loader for the current directory, environment and home of this process.
+    static func loader() -> ProfileLoader {
+        var environment: [String: String] = [:]
+        var entry: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
+        while let current = entry, let pointer = current.pointee {
+            let pair = String(cString: pointer)
+            if let equals = pair.firstIndex(of: "=") {
+                environment[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            }
+            entry = current + 1
+        }
+        return ProfileLoader(cwd: currentDirectory(), environment: environment, homeDirectory: home(environment))
+    }
+
+    /// Prints `sandboxd: <error>` to stderr and returns the exit to throw (125).
+    static func fail(_ error: ProfileError) -> ArgumentParser.ExitCode {
+        let line = "sandboxd: \(error)\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        return ArgumentParser.ExitCode(error.exitCode)
+    }
+
+    /// Rows as left-aligned columns separated by two spaces; the last column is not padded.
+    static func columns(_ rows: [[String]]) -> String {
+        guard let width = rows.map(\.count).max(), width > 0 else { return "" }
+        let widths = (0..<width).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count + 2)
+            }.joined() + "\n"
+        }.joined()
+    }
+
+    private static func currentDirectory() -> String {
+        guard let pointer = getcwd(nil, 0) else { return "/" }
+        defer { free(pointer) }
+        return String(cString: pointer)
+    }
+
+    private static func home(_ environment: [String: String]) -> String {
+        if let home = environment["HOME"], !home.isEmpty { return home }
+        if let entry = getpwuid(getuid()), let directory = entry.pointee.pw_dir { return String(cString: directory) }
+        return "/"
+    }
 }

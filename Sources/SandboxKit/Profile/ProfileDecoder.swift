@@ -191,7 +191,12 @@ struct ProfileDecoder {
         let key = "\(section.name).\(entry.key)"
         if operation == .replace, let suffix = ["_add", "_remove"].first(where: { entry.key.hasSuffix($0) }),
            section.keys.contains(String(entry.key.dropLast(suffix.count))) {
-            return ProfileError(file: file, line: entry.line, key: key, message: "'\(entry.key)' is not allowed: only list keys take \(suffix) (\(section.lists.sorted().joined(separator: ", ")))")
+            let base = entry.key.dropLast(suffix.count)
+            let lists = section.lists.sorted().joined(separator: ", ")
+            let message = section.lists.isEmpty
+                ? "'\(entry.key)' is not allowed: [\(section.name)] has no list keys; set '\(base)' instead"
+                : "'\(entry.key)' is not allowed: only list keys take \(suffix) (in [\(section.name)]: \(lists)); set '\(base)' instead"
+            return ProfileError(file: file, line: entry.line, key: key, message: message)
         }
         var candidates = section.keys
         for list in section.lists.sorted() { candidates += [list + "_add", list + "_remove"] }

@@ -59,17 +59,8 @@ public struct ProfileLoader: Sendable {
 
     /// Every profile reachable by name, first definition of each name winning, sorted by name.
     public func available() -> [ProfileSummary] {
-        var candidates: [ProfileText] = []
-        for directory in searchDirectories {
-            for fileName in ProfileFiles.tomlFiles(in: directory) {
-                candidates.append(file(at: directory + "/" + fileName))
-            }
-        }
-        candidates += EmbeddedProfiles.texts.keys.sorted().map(embedded)
-
-        var seen: Set<String> = []
         var summaries: [ProfileSummary] = []
-        for candidate in candidates where seen.insert(candidate.name).inserted {
+        for candidate in reachableProfiles() {
             switch Result(catching: { () throws(ProfileError) in try resolve(candidate, chain: []) }) {
             case .success(let profile):
                 summaries.append(ProfileSummary(name: profile.name, description: profile.description, source: profile.source))
@@ -80,10 +71,24 @@ public struct ProfileLoader: Sendable {
         return summaries.sorted { $0.name < $1.name }
     }
 
+    /// The first definition of every name, unread and unresolved: listing names must not
+    /// load profiles, or an unknown `extends` would recurse through its own error message.
+    private func reachableProfiles() -> [ProfileReference] {
+        var candidates: [ProfileReference] = []
+        for directory in searchDirectories {
+            for fileName in ProfileFiles.tomlFiles(in: directory) {
+                candidates.append(file(at: directory + "/" + fileName))
+            }
+        }
+        candidates += EmbeddedProfiles.texts.keys.sorted().map(embedded)
+        var seen: Set<String> = []
+        return candidates.filter { seen.insert($0.name).inserted }
+    }
+
     // MARK: Lookup
 
-    /// A profile's text and where it came from.
-    struct ProfileText {
+    /// A profile found by lookup: where it is, not yet read.
+    struct ProfileReference {
         var name: String
         /// For messages and `Profile.source`: a path relative to cwd when under it, or "embedded:NAME".
         var source: String
@@ -91,17 +96,22 @@ public struct ProfileLoader: Sendable {
         var identity: String
         /// Directory relative `extends` paths start from; nil for embedded profiles (cwd is used).
         var directory: String?
+        /// The text of an embedded profile; files are read when resolved.
+        var embeddedText: String?
+
         /// The text, or why it could not be read.
-        var text: Result<String, ValueProblem>
+        func read() -> Result<String, ValueProblem> {
+            embeddedText.map { .success($0) } ?? ProfileFiles.read(identity)
+        }
     }
 
     /// Where a reference was written, for errors: the extending file and line, or the caller.
     private struct Site {
-        var file: ProfileText
+        var file: ProfileReference
         var line: Int
     }
 
-    private func locate(_ reference: String, requestedBy site: Site?) throws(ProfileError) -> ProfileText {
+    private func locate(_ reference: String, requestedBy site: Site?) throws(ProfileError) -> ProfileReference {
         func fail(_ message: String) -> ProfileError {
             guard let site else { return ProfileError(file: reference, line: 0, key: "", message: message) }
             return ProfileError(file: site.file.source, line: site.line, key: "extends", message: message)
@@ -131,29 +141,29 @@ public struct ProfileLoader: Sendable {
             if ProfileFiles.exists(path) { return file(at: path) }
         }
         if EmbeddedProfiles.texts[reference] != nil { return embedded(reference) }
-        let names = available().map(\.name)
+        let names = reachableProfiles().map(\.name).sorted()
         throw fail("no profile named '\(reference)'; available: \(names.joined(separator: ", ")) (searched ./profiles, $SANDBOXD_PROFILES, \(systemDirectory) and the built-in set)")
     }
 
-    private func file(at path: String) -> ProfileText {
-        ProfileText(
+    private func file(at path: String) -> ProfileReference {
+        ProfileReference(
             name: ProfileFiles.stem(of: path), source: display(path), identity: path,
-            directory: ProfileFiles.directory(of: path), text: ProfileFiles.read(path))
+            directory: ProfileFiles.directory(of: path), embeddedText: nil)
     }
 
-    private func embedded(_ name: String) -> ProfileText {
-        ProfileText(
+    private func embedded(_ name: String) -> ProfileReference {
+        ProfileReference(
             name: name, source: "embedded:\(name)", identity: "embedded:\(name)", directory: nil,
-            text: .success(EmbeddedProfiles.texts[name] ?? ""))
+            embeddedText: EmbeddedProfiles.texts[name] ?? "")
     }
 
     // MARK: Resolution
 
     /// Parses `file`, loads what it extends, and applies its keys over the parent's.
     /// `chain` holds the files that (transitively) extend this one, for cycle detection.
-    private func resolve(_ file: ProfileText, chain: [ProfileText]) throws(ProfileError) -> Profile {
+    private func resolve(_ file: ProfileReference, chain: [ProfileReference]) throws(ProfileError) -> Profile {
         let text: String
-        switch file.text {
+        switch file.read() {
         case .success(let t): text = t
         case .failure(let problem): throw ProfileError(file: file.source, line: 0, key: "", message: problem.message)
         }

@@ -123,7 +123,16 @@ private enum TOMLText {
             let quoted = items.map(string)
             let oneLine = "[" + quoted.joined(separator: ", ") + "]"
             guard oneLine.count > 72 else { return oneLine }
-            return "[\n" + quoted.map { "    \($0),\n" }.joined() + "]"
+            // Filled to 88 columns, one indent deep, as the hand-written profiles are.
+            var lines: [String] = []
+            for item in quoted {
+                if let last = lines.last, last.count + item.count + 2 <= 88 {
+                    lines[lines.count - 1] += " \(item),"
+                } else {
+                    lines.append("    \(item),")
+                }
+            }
+            return "[\n" + lines.map { $0 + "\n" }.joined() + "]"
         case .table(let entries):
             return "{ " + entries.map { "\(key($0.0)) = \(string($0.1))" }.joined(separator: ", ") + " }"
         }

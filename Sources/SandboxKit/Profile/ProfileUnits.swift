@@ -52,8 +52,9 @@ enum ByteSize {
 }
 
 enum DurationText {
-    private static let units: [(suffix: String, seconds: Double)] = [
-        ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600),
+    /// Seconds per unit as a fraction, so "250ms" is exactly 0.25 (0.001 is not exact in binary).
+    private static let units: [(suffix: String, seconds: Double, per: Double)] = [
+        ("ms", 1, 1000), ("s", 1, 1), ("m", 60, 1), ("h", 3600, 1),
     ]
 
     /// Parses "30s", "5m", "1.5h", "250ms", "90" to seconds.
@@ -65,10 +66,10 @@ enum DurationText {
         guard let value = Double(number), number.first != ".", number.last != "." else {
             return .failure(ValueProblem("'\(text)' is not a duration; write seconds as a number (300) or a string like \"30s\", \"5m\", \"1h\""))
         }
-        guard let scale = unit.isEmpty ? 1 : units.first(where: { $0.suffix == unit })?.seconds else {
+        guard let scale = unit.isEmpty ? (1, 1) : units.first(where: { $0.suffix == unit }).map({ ($0.seconds, $0.per) }) else {
             return .failure(ValueProblem("unknown duration unit '\(unit)' in '\(text)'; use ms, s, m or h"))
         }
-        return .success(value * scale)
+        return .success(value * scale.0 / scale.1)
     }
 }
 
