@@ -3,15 +3,15 @@
 /// Every key is checked for type and range here, so the planner can trust a
 /// `Profile` blindly. Errors carry the file, the line of the key (or of the
 /// array element at fault) and the dotted key, and say what would be accepted.
-struct ProfileDecoder {
+struct ProfileDecoder: Sendable {
     /// How a key changes an inherited list: `keep = [...]` replaces, `keep_add` appends, `keep_remove` removes.
-    enum ListOperation: Int, Comparable {
+    enum ListOperation: Int, Comparable, Sendable {
         case replace = 0, add, remove
         static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
     }
 
     /// The accepted keys of each section; `lists` also accept `_add` and `_remove`.
-    struct Section {
+    struct Section: Sendable {
         var name: String
         var keys: [String]
         var lists: Set<String>
@@ -237,7 +237,7 @@ struct ProfileDecoder {
 // MARK: - Typed access to one key
 
 /// One key being decoded: typed getters that throw located, explanatory errors.
-struct Field {
+struct Field: Sendable {
     let file: String
     /// Dotted key for messages, e.g. "limits.memory".
     let key: String

@@ -88,7 +88,7 @@ public struct ProfileLoader: Sendable {
     // MARK: Lookup
 
     /// A profile found by lookup: where it is, not yet read.
-    struct ProfileReference {
+    struct ProfileReference: Sendable {
         var name: String
         /// For messages and `Profile.source`: a path relative to cwd when under it, or "embedded:NAME".
         var source: String
@@ -106,7 +106,7 @@ public struct ProfileLoader: Sendable {
     }
 
     /// Where a reference was written, for errors: the extending file and line, or the caller.
-    private struct Site {
+    private struct Site: Sendable {
         var file: ProfileReference
         var line: Int
     }

@@ -74,7 +74,7 @@ enum DurationText {
 }
 
 /// Why a value (a size, a duration, a list entry) is not acceptable; the caller adds file, line and key.
-struct ValueProblem: Error {
+struct ValueProblem: Error, Sendable {
     var message: String
     init(_ message: String) { self.message = message }
 }

@@ -90,7 +90,7 @@ struct TOMLTable: Sendable, Equatable {
 }
 
 /// Parses TOML text into a `TOMLTable`, reporting errors as `ProfileError`s for `file`.
-struct TOMLParser {
+struct TOMLParser: Sendable {
     private let file: String
     private let bytes: [UInt8]
     private var index = 0
