@@ -580,6 +580,39 @@ static int write_proc_file(pid_t pid, const char *name, const char *text)
     return r;
 }
 
+static int open_userns(pid_t pid)
+{
+    char path[64];
+    sbx_format_proc_path(path, sizeof path, pid, "ns/user");
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* A user namespace with the given maps, to idmap a mount through: a child
+ * creates it and waits while we write its maps and take a descriptor. */
+static int make_userns(const char *uid_map, const char *gid_map)
+{
+    int gate[2];
+    if (pipe2(gate, O_CLOEXEC) < 0) return -1;
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, NULL, NULL, 0);
+    if (pid == 0) {
+        char c;
+        close(gate[1]);
+        while (read(gate[0], &c, 1) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    close(gate[0]);
+    int fd = -1, saved = 0;
+    if (pid < 0) { saved = errno; goto out; }
+    if (write_proc_file(pid, "uid_map", uid_map) < 0 || write_proc_file(pid, "gid_map", gid_map) < 0) { saved = errno; goto out; }
+    fd = open_userns(pid);
+    saved = errno;
+out:
+    close(gate[1]);
+    if (pid > 0) { int st; while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {} }
+    errno = saved;
+    return fd;
+}
+
 static void fail_child(pid_t pid, int pidfd)
 {
     if (pidfd >= 0) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
@@ -636,9 +669,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         index = (int32_t)i;
         if (n_idmap == MAX_IDMAP_FDS) { errno = E2BIG; stage = SBX_STAGE_IDMAP; goto fail; }
         if (userns < 0) {
-            char path[64];
-            sbx_format_proc_path(path, sizeof path, pid, "ns/user");
-            userns = open(path, O_RDONLY | O_CLOEXEC);
+            userns = p->idmap_uid_map ? make_userns(p->idmap_uid_map, p->idmap_gid_map) : open_userns(pid);
             if (userns < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
         }
         int tree = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);

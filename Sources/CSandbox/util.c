@@ -3,8 +3,10 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/landlock.h>
@@ -113,4 +115,21 @@ int sbx_landlock_abi(void)
 int sbx_memfd(const char *name)
 {
     return memfd_create(name, MFD_CLOEXEC);
+}
+
+int sbx_signalfd(const sigset_t *mask)
+{
+    return signalfd(-1, mask, SFD_CLOEXEC);
+}
+
+int sbx_read_signal(int fd)
+{
+    struct signalfd_siginfo si;
+    ssize_t r = read(fd, &si, sizeof si);
+    return r == (ssize_t)sizeof si ? (int)si.ssi_signo : -1;
+}
+
+uint32_t sbx_clone_namespaces(void)
+{
+    return CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 }

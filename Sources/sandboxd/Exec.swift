@@ -1,7 +1,113 @@
 import ArgumentParser
+import Glibc
 import SandboxKit
 
+/// `sandboxd exec`: run one command in a new sandbox and report how it ended.
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "exec")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command in a sandbox.",
+        discussion: """
+            Exit status: the command's own; 128+N if it died of signal N; 124 if the timeout \
+            killed it; 125 if sandboxd could not set up the sandbox (bad flags or profile \
+            included); 126 if the command cannot be executed; 127 if it was not found.
+            """
+    )
+
+    @Option(name: .shortAndLong, help: "Profile name or path to a .toml file.")
+    var profile: String = "worker"
+
+    @Option(help: "Directory mounted at its own path as the workdir, and the command's working directory (default: the current directory).")
+    var workdir: String?
+
+    @Option(help: "Kill the sandbox after this many seconds (exit 124). Overrides the profile's timeout.")
+    var timeout: Double?
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable inside (repeatable).", valueName: "K=V"))
+    var env: [String] = []
+
+    @Option(name: .customLong("ro"), help: ArgumentHelp("Bind a host path read-only (repeatable).", valueName: "PATH[:DEST]"))
+    var readOnly: [String] = []
+
+    @Option(name: .customLong("rw"), help: ArgumentHelp("Bind a host path read-write (repeatable).", valueName: "PATH[:DEST]"))
+    var readWrite: [String] = []
+
+    @Flag(help: "Print the launch plan instead of running anything.")
+    var dryRun = false
+
+    @Option(help: ArgumentHelp("Write a JSON report (or the plan, with --dry-run) to FILE; '-' for stdout.", valueName: "FILE"))
+    var jsonReport: String?
+
+    @Flag(inversion: .prefixedNo, help: "Give the command a terminal (default: when stdin and stdout are terminals).")
+    var tty: Bool?
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.first == "--" && command.count == 1 || command.isEmpty {
+            throw ValidationError("no command given; usage: sandboxd exec [OPTIONS] -- CMD [ARG...]")
+        }
+        if let t = timeout, !(t > 0) { throw ValidationError("--timeout \(t): must be a positive number of seconds") }
+        for e in env where !e.contains("=") || e.hasPrefix("=") {
+            throw ValidationError("--env \(e): expected K=V")
+        }
+        for spec in readOnly + readWrite {
+            let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
+            if parts.count > 2 || parts.contains(where: { !$0.hasPrefix("/") }) {
+                throw ValidationError("--ro/--rw \(spec): expected an absolute PATH or PATH:DEST")
+            }
+        }
+    }
+
+    func run() throws {
+        let argv = command.first == "--" ? Array(command.dropFirst()) : command
+        let host = HostFacts.current()
+        let profileValue: Profile
+        switch Result(catching: { () throws(ProfileError) -> Profile in try ProfileCLI.loader().load(profile) }) {
+        case .success(let p): profileValue = p
+        case .failure(let e): throw ProfileCLI.fail(e)
+        }
+        let request = ExecRequest(
+            argv: argv,
+            workdir: workdir ?? host.cwd,
+            timeout: timeout,
+            env: env.map { e in
+                let i = e.firstIndex(of: "=")!
+                return (String(e[..<i]), String(e[e.index(after: i)...]))
+            },
+            readOnly: readOnly,
+            readWrite: readWrite,
+            tty: tty ?? (isatty(0) != 0 && isatty(1) != 0),
+            hostEnvironment: host.environment,
+            hostHome: host.home,
+            hostUID: geteuid(),
+            hostGID: getegid()
+        )
+        switch Result(catching: { () throws(SandboxError) -> Int32 in try execute(profileValue, request) }) {
+        case .success(let code): if code != 0 { throw ArgumentParser.ExitCode(code) }
+        case .failure(let e):
+            CLI.warn(e.message)
+            throw ArgumentParser.ExitCode(e.exitCode)
+        }
+    }
+
+    /// Plans, then prints the plan or runs it; returns the exit code.
+    private func execute(_ profile: Profile, _ request: ExecRequest) throws(SandboxError) -> Int32 {
+        let plan = try Planner().plan(profile: profile, request: request)
+        if dryRun {
+            if let path = jsonReport { try emit(plan.json.rendered() + "\n", to: path) } else { print(plan.summary, terminator: "") }
+            return 0
+        }
+        let result = try Supervisor().run(plan, cgroupName: "sandboxd-\(getpid())")
+        if let path = jsonReport { try emit(result.json.rendered() + "\n", to: path) }
+        if result.timedOut { CLI.warn("timed out after \(plan.timeout) s; the sandbox was killed") }
+        if result.oomKilled { CLI.warn("the memory limit (\(plan.limits.memory) bytes) was reached; the kernel killed a process in the sandbox") }
+        return result.exitCode
+    }
+
+    private func emit(_ text: String, to path: String) throws(SandboxError) {
+        if path == "-" { print(text, terminator: ""); return }
+        try writeFileAtomically(path, Array(text.utf8))
+    }
 }

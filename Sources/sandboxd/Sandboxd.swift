@@ -1,8 +1,25 @@
 import ArgumentParser
+import Glibc
 import SandboxKit
 
 @main
 struct Sandboxd: ParsableCommand {
+    /// Like ArgumentParser's main, but a usage error exits 125 as `docker run`
+    /// does: 125 always means "sandboxd did not run your command".
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                CLI.warn(fullMessage(for: error))
+                Glibc.exit(125)
+            }
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "sandboxd",
         abstract: "Run untrusted commands and AI coding agents in an isolated room.",

@@ -61,6 +61,8 @@ struct sbx_plan {
     uint32_t flags;            /* enum sbx_plan_flags */
     const char *uid_map;       /* written to /proc/PID/uid_map by the parent */
     const char *gid_map;
+    const char *idmap_uid_map; /* maps of a throwaway user namespace for SBX_F_IDMAP binds; */
+    const char *idmap_gid_map; /* NULL: idmap through the sandbox's own user namespace */
     uint32_t setup_uid;        /* ids the sandbox's pid 1 takes once the maps exist */
     uint32_t setup_gid;
     uint32_t uid;              /* ids the command runs as */
@@ -126,10 +128,25 @@ int sbx_janitor_start(const char *const *dirs);
 /* Tell the janitor the parent cleaned up itself and it may exit. */
 void sbx_janitor_dismiss(int fd);
 
+/* Walk `root` (not following symlinks) and return a malloc'd list of matches,
+ * one per line: a type letter (f, d, l) and the path relative to root, ending
+ * with a line ".". An entry matches when its name matches one of `patterns`
+ * (fnmatch) or, for files with more than one link, its (dev, ino) is one of
+ * the `n_inodes` pairs in `inodes`. A matched directory is not descended into.
+ * NULL on error (errno set). `visited` receives the number of entries seen. */
+char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
+               const uint64_t *inodes, int n_inodes, long *visited);
+
 /* Small wrappers Swift cannot call directly. */
 int sbx_pidfd_send_signal(int pidfd, int sig);
 int sbx_landlock_abi(void);
 int sbx_close_range_cloexec(unsigned first);
 int sbx_memfd(const char *name);
+#include <signal.h>
+int sbx_signalfd(const sigset_t *mask);
+/* Read one signal from a signalfd: its number, or -1. */
+int sbx_read_signal(int fd);
+/* CLONE_NEW{USER,NS,PID,NET,IPC,UTS}: the namespaces created at clone time. */
+uint32_t sbx_clone_namespaces(void);
 
 #endif

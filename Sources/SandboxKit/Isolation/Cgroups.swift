@@ -78,7 +78,7 @@ public struct CgroupSet: Sendable {
             for fd in fds { close(fd) }
             for d in made.reversed() { rmdir(d) }
         }
-        do {
+        do throws(SandboxError) {
             switch layout.version {
             case .v2:
                 let dir = join(layout.v2Base!, name)

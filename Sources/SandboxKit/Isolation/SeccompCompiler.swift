@@ -39,10 +39,8 @@ public enum SeccompCompiler {
         for name in ["clone", "ioctl"] where !policy.deny.contains(name) {
             try add(ctx, name, actAllow, [])
         }
-        // clone3 hides its flags in memory where BPF cannot look: ENOSYS, and libc falls back to clone.
-        if !policy.deny.contains("clone3") {
-            try add(ctx, "clone3", actErrno(ENOSYS), [])
-        }
+        // clone3 is deliberately in neither list: it hides its flags in memory
+        // where BPF cannot look, so it gets the default ENOSYS and libc falls back to clone.
         if !policy.deny.contains("personality") {
             for v in SeccompPolicy.personalities {
                 try add(ctx, "personality", actAllow, [cmp(0, SCMP_CMP_EQ, v, 0)])

@@ -6,7 +6,7 @@
 /// must refuse are listed explicitly and fail with EPERM, so a denial reads as
 /// "not permitted" rather than "not implemented". Foreign ABIs (ia32 via
 /// `int 0x80`, x32) kill the process.
-public struct SeccompPolicy: Sendable, Equatable {
+public struct SeccompPolicy: Sendable, Hashable {
     /// Allowed without conditions.
     public var allow: Set<String>
     /// Refused with EPERM.

@@ -1,0 +1,215 @@
+import CSandbox
+import Glibc
+
+/// What happened to a sandboxed command.
+public struct SandboxResult: Sendable, Equatable {
+    /// Exit code sandboxd itself exits with (docker run / timeout(1) conventions).
+    public var exitCode: Int32
+    /// Signal that ended the command, if any.
+    public var signal: Int32?
+    public var timedOut: Bool
+    public var wallSeconds: Double
+    public var userCPUSeconds: Double
+    public var systemCPUSeconds: Double
+    /// Peak memory of the whole sandbox (cgroup), bytes.
+    public var peakMemoryBytes: UInt64?
+    /// Whether the memory limit's OOM killer fired in the sandbox.
+    public var oomKilled: Bool
+    public var profile: String
+}
+
+/// Runs a plan: cgroups, the janitor, the launch, then supervision until the
+/// command exits, the timeout fires, or sandboxd is told to stop.
+public struct Supervisor {
+    public init() {}
+
+    /// Signals forwarded to the sandbox's pid 1, which passes them to the command.
+    static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
+
+    public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
+        let start = monotonicSeconds()
+        var cgroups: CgroupSet? = nil
+        var janitor: Int32 = -1
+        if plan.limits.memory > 0 || plan.limits.pids > 0 || plan.limits.cpus > 0 {
+            guard let layout = CgroupSet.detect() else {
+                throw SandboxError("cgroups: no usable cgroup hierarchy (need cgroup v2 with memory+pids, or v1 memory and pids); the profile sets limits, so the sandbox will not start without them")
+            }
+            let set = try CgroupSet.create(name: cgroupName, limits: plan.limits, layout: layout)
+            cgroups = set
+            janitor = startJanitor(set.directories)
+        }
+        func cleanupCgroups() {
+            cgroups?.remove()
+            if janitor >= 0 { sbx_janitor_dismiss(janitor) }
+        }
+
+        // Block the forwarded signals before the child exists; it unblocks its own.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for s in Supervisor.forwarded { sigaddset(&mask, s) }
+        var oldMask = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &mask, &oldMask)
+        defer { pthread_sigmask(SIG_SETMASK, &oldMask, nil) }
+        let sigfd = sbx_signalfd(&mask)
+
+        let child: LaunchedSandbox
+        do {
+            child = try Launcher.spawn(plan, cgroups: cgroups)
+        } catch {
+            if sigfd >= 0 { close(sigfd) }
+            cleanupCgroups()
+            throw error
+        }
+
+        var terminal = plan.tty ? RawTerminal(fd: 0) : nil
+        if child.ptyMaster >= 0 { copyWindowSize(to: child.ptyMaster) }
+        let timedOut = supervise(child, sigfd: sigfd, timeout: plan.timeout)
+        terminal?.restore()
+        terminal = nil
+
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
+        var cmdStatus: Int32 = 0
+        let reported = sbx_read_status(child.syncFD, &cmdStatus) == 0
+        for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
+
+        let cg = cgroups?.usage()
+        cleanupCgroups()
+
+        let final = reported ? cmdStatus : status
+        var signal: Int32? = nil
+        var code: Int32
+        if wifsignaled(final) {
+            signal = wtermsig(final)
+            code = 128 + wtermsig(final)
+        } else {
+            code = wexitstatus(final)
+        }
+        if timedOut { code = ExitCode.timeout }
+        return SandboxResult(
+            exitCode: code, signal: signal, timedOut: timedOut,
+            wallSeconds: monotonicSeconds() - start,
+            userCPUSeconds: Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6,
+            systemCPUSeconds: Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6,
+            peakMemoryBytes: cg?.peakMemory, oomKilled: cg?.oomKilled ?? false, profile: plan.profile)
+    }
+
+    /// Polls until pid 1 exits. Returns whether the timeout fired.
+    private func supervise(_ child: LaunchedSandbox, sigfd: Int32, timeout: Double) -> Bool {
+        let deadline = timeout > 0 ? monotonicSeconds() + timeout : .infinity
+        var stdinOpen = child.ptyMaster >= 0
+        var masterOpen = child.ptyMaster >= 0
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            var fds = [pollfd(fd: child.pidfd, events: Int16(POLLIN), revents: 0)]
+            if sigfd >= 0 { fds.append(pollfd(fd: sigfd, events: Int16(POLLIN), revents: 0)) }
+            if masterOpen { fds.append(pollfd(fd: child.ptyMaster, events: Int16(POLLIN), revents: 0)) }
+            if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
+            let remaining = deadline - monotonicSeconds()
+            if remaining <= 0 {
+                _ = sbx_pidfd_send_signal(child.pidfd, SIGKILL)
+                drain(child.ptyMaster, &buf)
+                return true
+            }
+            let ms = remaining.isInfinite ? -1 : Int32(min(remaining * 1000 + 1, 86_400_000))
+            let n = poll(&fds, nfds_t(fds.count), ms)
+            if n < 0 { if errno == EINTR { continue }; return false }
+            if n == 0 { continue }
+            for p in fds where p.revents != 0 {
+                if p.fd == child.pidfd {
+                    if masterOpen { drain(child.ptyMaster, &buf) }
+                    return false
+                } else if p.fd == sigfd {
+                    let sig = sbx_read_signal(sigfd)
+                    if sig > 0 {
+                        if sig == SIGWINCH && child.ptyMaster >= 0 { copyWindowSize(to: child.ptyMaster) }
+                        else { _ = sbx_pidfd_send_signal(child.pidfd, sig) }
+                    }
+                } else if p.fd == child.ptyMaster {
+                    let r = buf.withUnsafeMutableBytes { read(child.ptyMaster, $0.baseAddress, $0.count) }
+                    if r <= 0 { masterOpen = false } else { writeAll(1, buf, r) }
+                } else if p.fd == 0 {
+                    let r = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                    if r <= 0 {
+                        stdinOpen = false
+                        var eot: UInt8 = 4 // end of input, as the terminal would send it
+                        _ = write(child.ptyMaster, &eot, 1)
+                    } else {
+                        writeAll(child.ptyMaster, buf, r)
+                    }
+                }
+            }
+        }
+    }
+
+    private func drain(_ fd: Int32, _ buf: inout [UInt8]) {
+        guard fd >= 0 else { return }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        while true {
+            let r = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if r <= 0 { break }
+            writeAll(1, buf, r)
+        }
+    }
+
+    private func writeAll(_ fd: Int32, _ buf: [UInt8], _ count: Int) {
+        var off = 0
+        while off < count {
+            let w = buf.withUnsafeBytes { write(fd, $0.baseAddress! + off, count - off) }
+            if w < 0 { if errno == EINTR { continue }; return }
+            off += w
+        }
+    }
+
+    private func copyWindowSize(to master: Int32) {
+        var ws = winsize()
+        if ioctl(1, UInt(TIOCGWINSZ), &ws) == 0 || ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 {
+            _ = ioctl(master, UInt(TIOCSWINSZ), &ws)
+        }
+    }
+
+    private func startJanitor(_ dirs: [String]) -> Int32 {
+        var cdirs = dirs.map { strdup($0) } + [nil]
+        // The janitor's copy of these strings lives in its own (copied) memory; ours are freed after fork.
+        defer { cdirs.forEach { free($0) } }
+        return cdirs.withUnsafeMutableBufferPointer { buf in
+            UnsafeRawPointer(buf.baseAddress!).withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) {
+                sbx_janitor_start($0)
+            }
+        }
+    }
+}
+
+/// The host terminal in raw mode while a pty is relayed; restored on the way out.
+struct RawTerminal {
+    private let fd: Int32
+    private var saved: termios?
+
+    init?(fd: Int32) {
+        guard isatty(fd) != 0 else { return nil }
+        self.fd = fd
+        var t = termios()
+        guard tcgetattr(fd, &t) == 0 else { return nil }
+        saved = t
+        var raw = t
+        cfmakeraw(&raw)
+        tcsetattr(fd, TCSANOW, &raw)
+    }
+
+    mutating func restore() {
+        if var t = saved { tcsetattr(fd, TCSANOW, &t) }
+        saved = nil
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func wifsignaled(_ s: Int32) -> Bool { (s & 0x7f) != 0 && (s & 0x7f) != 0x7f }
+func wtermsig(_ s: Int32) -> Int32 { s & 0x7f }
+func wexitstatus(_ s: Int32) -> Int32 { (s >> 8) & 0xff }

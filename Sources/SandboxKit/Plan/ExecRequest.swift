@@ -1,0 +1,48 @@
+/// What the caller asked for, before any policy is applied: the CLI's flags
+/// and the facts about the invoking process the planner needs.
+public struct ExecRequest: Sendable, Equatable {
+    public var argv: [String]
+    /// Host directory mounted as the workdir (at the same absolute path) and the command's cwd.
+    public var workdir: String
+    /// Overrides the profile's timeout when set (seconds).
+    public var timeout: Double?
+    /// `--env K=V`, applied last.
+    public var env: [(String, String)]
+    /// `--ro SRC[:DEST]` and `--rw SRC[:DEST]`.
+    public var readOnly: [String]
+    public var readWrite: [String]
+    /// Give the command a pty (interactive use); the CLI sets it when stdin and stdout are terminals.
+    public var tty: Bool
+
+    /// The invoking process: its environment (for the allow-list), home (for `~/` patterns), ids.
+    public var hostEnvironment: [String: String]
+    public var hostHome: String
+    public var hostUID: UInt32
+    public var hostGID: UInt32
+
+    public init(
+        argv: [String], workdir: String, timeout: Double? = nil, env: [(String, String)] = [],
+        readOnly: [String] = [], readWrite: [String] = [], tty: Bool = false,
+        hostEnvironment: [String: String] = [:], hostHome: String = "/root", hostUID: UInt32 = 0, hostGID: UInt32 = 0
+    ) {
+        self.argv = argv
+        self.workdir = workdir
+        self.timeout = timeout
+        self.env = env
+        self.readOnly = readOnly
+        self.readWrite = readWrite
+        self.tty = tty
+        self.hostEnvironment = hostEnvironment
+        self.hostHome = hostHome
+        self.hostUID = hostUID
+        self.hostGID = hostGID
+    }
+
+    public static func == (a: ExecRequest, b: ExecRequest) -> Bool {
+        a.argv == b.argv && a.workdir == b.workdir && a.timeout == b.timeout
+            && a.env.map { "\($0.0)=\($0.1)" } == b.env.map { "\($0.0)=\($0.1)" }
+            && a.readOnly == b.readOnly && a.readWrite == b.readWrite && a.tty == b.tty
+            && a.hostEnvironment == b.hostEnvironment && a.hostHome == b.hostHome
+            && a.hostUID == b.hostUID && a.hostGID == b.hostGID
+    }
+}

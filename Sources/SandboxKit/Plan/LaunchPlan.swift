@@ -1,0 +1,72 @@
+/// Everything the launcher will do, decided before any process exists: a
+/// plain value, printable (`exec --dry-run`) and unit-testable. The launcher
+/// executes it and decides nothing.
+public struct LaunchPlan: Sendable, Equatable {
+    public struct Mount: Sendable, Equatable {
+        public enum Kind: String, Sendable { case bind, tmpfs, proc, dev, mask, readOnly = "readonly", dir, symlink }
+        public var kind: Kind
+        /// Host path (bind), link text (symlink), nil otherwise.
+        public var source: String?
+        /// Absolute path inside the sandbox.
+        public var target: String
+        public var readOnly = false
+        /// Skip silently when the source/target does not exist.
+        public var optional = false
+        /// Bind through an idmapped mount so files keep their host owner.
+        public var idmap = false
+        /// tmpfs mount data.
+        public var data: String?
+        public var mode: UInt32 = 0
+
+        public init(_ kind: Kind, source: String? = nil, target: String, readOnly: Bool = false,
+                    optional: Bool = false, idmap: Bool = false, data: String? = nil, mode: UInt32 = 0) {
+            self.kind = kind
+            self.source = source
+            self.target = target
+            self.readOnly = readOnly
+            self.optional = optional
+            self.idmap = idmap
+            self.data = data
+            self.mode = mode
+        }
+    }
+
+    public struct IDMapping: Sendable, Equatable {
+        /// Lines of /proc/PID/uid_map and gid_map: "inside outside count".
+        public var uidMap: String
+        public var gidMap: String
+        /// Ids the sandbox's pid 1 takes to assemble the root, and the command's ids.
+        public var setupUID: UInt32
+        public var setupGID: UInt32
+        public var uid: UInt32
+        public var gid: UInt32
+        /// Unprivileged sandboxd: setgroups must be denied before gid_map is written.
+        public var denySetgroups: Bool
+        /// Maps of the user namespace root-owned read-write binds are idmapped
+        /// through, so host uid 0's files appear owned by the command's uid;
+        /// nil: the sandbox's own namespace (which shows every id as it is on disk).
+        public var idmapUIDMap: String? = nil
+        public var idmapGIDMap: String? = nil
+    }
+
+    public var profile: String
+    public var namespaces: [String]
+    public var ids: IDMapping
+    public var hostname: String
+    public var mounts: [Mount]
+    public var cwd: String
+    public var argv: [String]
+    public var environment: [String]
+    public var pathSearch: String
+    public var capabilities: [String]
+    public var capabilityMask: UInt64
+    public var seccomp: [SeccompProgram]
+    public var limits: Profile.Limits
+    /// Effective wall-clock timeout, seconds; 0 = none.
+    public var timeout: Double
+    public var loopback: Bool
+    public var tty: Bool
+    /// How many blocked-path masks the planner found, and how many entries it walked to find them.
+    public var maskedCount: Int
+    public var walkedEntries: Int
+}

@@ -1,0 +1,196 @@
+import Glibc
+
+/// (Profile, ExecRequest) -> LaunchPlan. Every policy decision is made here;
+/// the only host facts it reads are the ones the decisions depend on (owners
+/// of the binds, which system paths exist and are symlinks, the blocked-path
+/// walk the profile asks for).
+public struct Planner {
+    /// First host uid/gid of the range the sandbox's ids map to when sandboxd
+    /// runs as root: the sandbox's root is never the host's root.
+    public static let hostIDBase: UInt32 = 100_000
+    public static let idRange: UInt32 = 65_536
+
+    public init() {}
+
+    public func plan(profile: Profile, request: ExecRequest) throws(SandboxError) -> LaunchPlan {
+        guard !request.argv.isEmpty else { throw SandboxError("exec: no command given; usage: sandboxd exec [OPTIONS] -- CMD [ARG...]") }
+        guard let workdir = resolvedPath(request.workdir), let wst = statPath(workdir), (wst.st_mode & S_IFMT) == S_IFDIR else {
+            throw SandboxError("exec: --workdir \(request.workdir): not an existing directory")
+        }
+        guard workdir != "/" else { throw SandboxError("exec: --workdir /: the host's root cannot be the workdir; pick a project directory") }
+        let fs = profile.filesystem
+        let ids = try idMapping(profile: profile, request: request, workdirOwner: (wst.st_uid, wst.st_gid))
+        let rootMode = request.hostUID == 0
+
+        var mounts: [LaunchPlan.Mount] = []
+        var binds: [(source: String, dest: String)] = []
+        var walkRoots: [String] = []
+
+        // System directories, read-only. Host symlinks such as /lib -> usr/lib stay symlinks.
+        for spec in fs.readOnly {
+            let (src, dest) = splitSpec(spec)
+            guard let st = lstatPath(src) else { continue }
+            if (st.st_mode & S_IFMT) == S_IFLNK && src == dest, let link = readLink(src) {
+                mounts.append(.init(.symlink, source: link, target: dest))
+                continue
+            }
+            guard let real = resolvedPath(src) else { continue }
+            mounts.append(.init(.bind, source: real, target: dest, readOnly: true, optional: true))
+            binds.append((real, dest))
+        }
+        for spec in request.readOnly {
+            let (src, dest) = splitSpec(spec)
+            guard let real = resolvedPath(src) else { throw SandboxError("exec: --ro \(spec): \(src) does not exist") }
+            mounts.append(.init(.bind, source: real, target: dest, readOnly: true))
+            binds.append((real, dest))
+        }
+
+        mounts.append(.init(.proc, target: "/proc"))
+        for p in ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"] {
+            mounts.append(.init(.readOnly, target: p, optional: true))
+        }
+        for p in ["/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/sched_debug",
+                  "/proc/latency_stats", "/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/kallsyms", "/proc/kmsg"] {
+            mounts.append(.init(.mask, target: p, optional: true))
+        }
+        mounts.append(.init(.dev, target: "/dev"))
+        mounts.append(.init(.tmpfs, target: "/tmp", data: "mode=1777,size=\(fs.tmpSize)"))
+        mounts.append(.init(.tmpfs, target: fs.home, data: "mode=0700,size=\(fs.homeSize),uid=\(ids.uid),gid=\(ids.gid)"))
+        if !fs.homeWritable { mounts.append(.init(.readOnly, target: fs.home)) }
+
+        // The workdir at its own path, then extra read-write binds.
+        let workdirWritable = fs.workdir == .readWrite
+        mounts.append(.init(.bind, source: workdir, target: workdir, readOnly: !workdirWritable,
+                            idmap: workdirWritable && rootMode && wst.st_uid == 0))
+        binds.append((workdir, workdir))
+        walkRoots.append(workdir)
+        for spec in fs.readWrite + request.readWrite {
+            let (src, dest) = splitSpec(spec)
+            guard let real = resolvedPath(src), let st = statPath(real) else {
+                throw SandboxError("exec: read-write bind \(spec): \(src) does not exist")
+            }
+            mounts.append(.init(.bind, source: real, target: dest, idmap: rootMode && st.st_uid == 0))
+            binds.append((real, dest))
+            if (st.st_mode & S_IFMT) == S_IFDIR { walkRoots.append(real) }
+        }
+
+        // Protected paths stay read-only inside the writable workdir.
+        if workdirWritable {
+            for p in fs.protected {
+                mounts.append(.init(.readOnly, target: workdir + "/" + p, optional: true))
+            }
+        }
+
+        let blocked = BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
+            .resolve(blocked: fs.blocked, hide: fs.hide)
+        for target in blocked.targets {
+            mounts.append(.init(.mask, target: target, optional: true))
+        }
+
+        let env = environment(profile: profile, request: request, ids: ids, cwd: workdir)
+        let pathSearch = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"
+        let capMask = try Capabilities.mask(profile.capabilities.keep)
+        let programs = try SeccompCache.shared.programs(for: SeccompPolicy.forProfile(profile.seccomp))
+
+        return LaunchPlan(
+            profile: profile.name,
+            namespaces: ["user", "mount", "pid", "net", "ipc", "uts", "cgroup"],
+            ids: ids,
+            hostname: profile.identity.hostname,
+            mounts: mounts,
+            cwd: workdir,
+            argv: request.argv,
+            environment: env,
+            pathSearch: pathSearch,
+            capabilities: Capabilities.names(capMask),
+            capabilityMask: capMask,
+            seccomp: programs,
+            limits: profile.limits,
+            timeout: request.timeout ?? profile.limits.timeout,
+            loopback: profile.network.mode == .loopback,
+            tty: request.tty,
+            maskedCount: blocked.targets.count,
+            walkedEntries: blocked.walked
+        )
+    }
+
+    /// uid/gid maps. As root: the profile's uid maps to the workdir's owner
+    /// when that is an ordinary user (so files keep their owner), otherwise to
+    /// a dedicated id in 100000+; every other id inside maps into that range
+    /// too. Never to host uid 0. Unprivileged: the profile's uid maps to the
+    /// caller's own uid, and nothing else is mapped.
+    func idMapping(profile: Profile, request: ExecRequest, workdirOwner: (uid_t, gid_t)) throws(SandboxError) -> LaunchPlan.IDMapping {
+        let u = profile.identity.uid, g = profile.identity.gid
+        guard request.hostUID == 0 else {
+            return .init(uidMap: "\(u) \(request.hostUID) 1\n", gidMap: "\(g) \(request.hostGID) 1\n",
+                         setupUID: u, setupGID: g, uid: u, gid: g, denySetgroups: true)
+        }
+        func map(inside: UInt32, owner: UInt32) throws(SandboxError) -> String {
+            let base = Planner.hostIDBase, range = Planner.idRange
+            if owner == 0 { return "0 \(base) \(range)\n" }
+            guard owner < base || owner >= base + range else {
+                throw SandboxError("exec: the workdir's owner id \(owner) lies in sandboxd's id range \(base)-\(base + range - 1); chown the workdir to an ordinary user or root")
+            }
+            var lines = ""
+            if inside > 0 { lines += "0 \(base) \(inside)\n" }
+            lines += "\(inside) \(owner) 1\n"
+            if inside + 1 < range { lines += "\(inside + 1) \(base + inside + 1) \(range - inside - 1)\n" }
+            return lines
+        }
+        var ids = LaunchPlan.IDMapping(
+            uidMap: try map(inside: u, owner: UInt32(workdirOwner.0)),
+            gidMap: try map(inside: g, owner: UInt32(workdirOwner.1)),
+            setupUID: 0, setupGID: 0, uid: u, gid: g, denySetgroups: false)
+        if u != 0 || g != 0 {
+            // Root-owned binds must read as owned by the (non-root) command, and
+            // its new files must land as root's on the host.
+            let hostU = workdirOwner.0 != 0 ? UInt32(workdirOwner.0) : Planner.hostIDBase + u
+            let hostG = workdirOwner.1 != 0 ? UInt32(workdirOwner.1) : Planner.hostIDBase + g
+            ids.idmapUIDMap = "0 \(hostU) 1\n"
+            ids.idmapGIDMap = "0 \(hostG) 1\n"
+        }
+        return ids
+    }
+
+    /// The scrubbed environment: allow-listed host variables, the profile's
+    /// values, the sandbox's own (HOME, USER, PWD), then `--env`.
+    func environment(profile: Profile, request: ExecRequest, ids: LaunchPlan.IDMapping, cwd: String) -> [String] {
+        var env: [String: String] = [:]
+        var order: [String] = []
+        func set(_ k: String, _ v: String) {
+            if env[k] == nil { order.append(k) }
+            env[k] = v
+        }
+        for (k, v) in request.hostEnvironment.sorted(by: { $0.key < $1.key }) where keeps(k, profile.environment.keep) {
+            set(k, v)
+        }
+        for (k, v) in profile.environment.set.sorted(by: { $0.key < $1.key }) { set(k, v) }
+        let user = ids.uid == 0 ? "root" : "sandbox"
+        set("HOME", profile.filesystem.home)
+        set("USER", user)
+        set("LOGNAME", user)
+        set("PWD", cwd)
+        set("SANDBOXD_PROFILE", profile.name)
+        if env["PATH"] == nil { set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
+        for (k, v) in request.env { set(k, v) }
+        return order.map { "\($0)=\(env[$0]!)" }
+    }
+
+    private func keeps(_ name: String, _ patterns: [String]) -> Bool {
+        patterns.contains { p in p.hasSuffix("*") ? name.hasPrefix(String(p.dropLast())) : name == p }
+    }
+
+    private func splitSpec(_ spec: String) -> (String, String) {
+        if let i = spec.firstIndex(of: ":") {
+            return (String(spec[..<i]), String(spec[spec.index(after: i)...]))
+        }
+        return (spec, spec)
+    }
+
+    private func readLink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

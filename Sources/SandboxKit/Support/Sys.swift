@@ -1,0 +1,84 @@
+import Glibc
+
+/// strerror(errno) as a String.
+func errnoString(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
+
+/// Reads a small file (procfs, cgroupfs, sysfs) in one go; nil if it cannot be opened.
+func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while out.count < limit {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same directory,
+/// fsync, rename, fsync of the directory. Readers see the old or the new file, never half.
+public func writeFileAtomically(_ path: String, _ data: [UInt8], mode: mode_t = 0o644) throws(SandboxError) {
+    let dir = parentDirectory(path)
+    let tmp = "\(path).tmp.\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
+    var ok = data.withUnsafeBytes { raw -> Bool in
+        var off = 0
+        while off < raw.count {
+            let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 { if errno == EINTR { continue }; return false }
+            off += n
+        }
+        return true
+    }
+    ok = ok && fsync(fd) == 0
+    let saved = errno
+    close(fd)
+    guard ok, rename(tmp, path) == 0 else {
+        unlink(tmp)
+        throw SandboxError("cannot write \(path): \(errnoString(saved))")
+    }
+    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 { fsync(dfd); close(dfd) }
+}
+
+func parentDirectory(_ path: String) -> String {
+    guard let i = path.lastIndex(of: "/") else { return "." }
+    return i == path.startIndex ? "/" : String(path[..<i])
+}
+
+/// realpath(3); nil if the path does not resolve.
+func resolvedPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+}
+
+/// Whether `path` is `base` or lies below it (both absolute and normalized).
+func isWithin(_ path: String, _ base: String) -> Bool {
+    if base == "/" { return path.hasPrefix("/") }
+    return path == base || path.hasPrefix(base + "/")
+}
+
+func lstatPath(_ path: String) -> stat? {
+    var st = stat()
+    return lstat(path, &st) == 0 ? st : nil
+}
+
+func statPath(_ path: String) -> stat? {
+    var st = stat()
+    return stat(path, &st) == 0 ? st : nil
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\n" || f == "\t" || f == "\r" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\n" || l == "\t" || l == "\r" { s.removeLast() }
+        return String(s)
+    }
+}
