@@ -29,6 +29,6 @@ struct Sandboxd: ParsableCommand {
 
     /// Every subcommand, one file each. Keep this list sorted by how often people use them.
     static let all: [ParsableCommand.Type] = [
-        Exec.self, Profiles.self, ProfileCommand.self, Check.self,
+        Exec.self, Profiles.self, ProfileCommand.self, Check.self, LockCommand.self, GateCommand.self, WorktreeCommand.self,
     ]
 }
