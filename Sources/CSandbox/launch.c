@@ -38,6 +38,12 @@
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
+#include <time.h>
+#ifdef SBX_TRACE_TIMING
+static void T(const char *what){ struct timespec ts; clock_gettime(CLOCK_MONOTONIC,&ts); char b[128]; int n=0; long us=(ts.tv_sec%100)*1000000+ts.tv_nsec/1000; n=sbx_format_int(b,64,us); b[n++]=' '; size_t l=strlen(what); memcpy(b+n,what,l); n+=l; b[n++]='\n'; write(2,b,n);}
+#else
+#define T(what) ((void)0)
+#endif
 enum { MSG_GO = 1, MSG_PTY = 2, MSG_STATUS = 3 };
 struct sbx_msg { int32_t type; int32_t value; };
 
@@ -295,7 +301,9 @@ static void run_ops(struct child_ctx *c)
 static void assemble_root(struct child_ctx *c)
 {
     const struct sbx_plan *p = c->plan;
+    T("child: before private");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die(c, SBX_STAGE_PROPAGATION, -1);
+    T("child: private done");
     if (mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576") < 0)
         die(c, SBX_STAGE_STAGING_TMPFS, -1);
     if (chdir(p->staging) < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
@@ -311,7 +319,9 @@ static void assemble_root(struct child_ctx *c)
     c->newroot_fd = open(STAGING_NEWROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (c->newroot_fd < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
 
+    T("child: staging ready");
     run_ops(c);
+    T("child: ops done");
 
     /* The root tmpfs itself is read-only: only explicit mounts are writable. */
     struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
@@ -322,6 +332,7 @@ static void assemble_root(struct child_ctx *c)
     if (umount2(".", MNT_DETACH) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
     if (chdir("/") < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
     close(c->newroot_fd);
+    T("child: pivot done");
 }
 
 static int loopback_up(void)
@@ -401,7 +412,8 @@ __attribute__((noreturn)) static void exec_command(struct child_ctx *c, int pty_
     const struct sock_filter *insns = p->bpf;
     for (uint32_t i = 0; i < p->n_bpf; i++) {
         struct sock_fprog prog = { (unsigned short)p->bpf_lens[i], (struct sock_filter *)insns };
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) die(c, SBX_STAGE_SECCOMP, (int)i);
+        T("cmd: before seccomp");
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) die(c, SBX_STAGE_SECCOMP, (int)i);
         insns += p->bpf_lens[i];
     }
 
@@ -484,8 +496,11 @@ static int recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
         int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        if (n > max_fds) n = max_fds;
-        memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)n);
+        if (n > max_fds) {
+            for (int k = max_fds; k < n; k++) close(((int *)CMSG_DATA(cm))[k]);
+            n = max_fds;
+        }
+        if (n > 0) memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)n);
         *n_fds = n;
     }
     return 0;
@@ -522,12 +537,14 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, int s
     if (recv_with_fds(sync_fd, &m, c.idmap_fds, MAX_IDMAP_FDS, &c.n_idmap_fds) < 0 || m.type != MSG_GO)
         _exit(SBX_EXIT_SETUP);
 
+    /* Into the sandbox's cgroups before anything is allocated or forked. */
+    for (uint32_t i = 0; i < p->n_cgroup_task_fds; i++)
+        if (pwrite(p->cgroup_task_fds[i], "0", 1, 0) != 1) die(&c, SBX_STAGE_CGROUP_JOIN, (int)i);
+
     /* Leave host uid 0 first: a host-root uid can write global /proc/sys knobs
      * even without capabilities. */
     if (syscall(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid) < 0) die(&c, SBX_STAGE_SETID_SETUP, -1);
     if (syscall(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid) < 0) die(&c, SBX_STAGE_SETID_SETUP, -1);
-    if (p->flags & SBX_PLAN_CGROUPNS && unshare(CLONE_NEWCGROUP) < 0) die(&c, SBX_STAGE_CGROUPNS, -1);
-
     assemble_root(&c);
 
     if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) die(&c, SBX_STAGE_HOSTNAME, -1);
@@ -545,10 +562,15 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, int s
         close(master);
     }
 
+    if (p->flags & SBX_PLAN_CGROUPNS && unshare(CLONE_NEWCGROUP) < 0) die(&c, SBX_STAGE_CGROUPNS, -1);
+
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
-    pid_t cmd = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+    /* vfork: pid 1 sleeps until the command has exec'd (or failed), so the
+     * command does not pay for a copy of sandboxd's address space. It runs on
+     * its own stack frames below ours and never returns. */
+    pid_t cmd = vfork();
     if (cmd < 0) die(&c, SBX_STAGE_FORK, -1);
     if (cmd == 0) exec_command(&c, slave);
 
@@ -640,12 +662,18 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     ca.flags = p->clone_flags | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
+    if (p->cgroup_dir_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)p->cgroup_dir_fd;
+    }
+    T("parent: clone3");
     pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
     if (pid == 0) {
         close(sv[0]);
         close(ep[0]);
         child_main(p, sv[1], ep[1]);
     }
+    T("parent: clone3 returned");
     close(sv[1]);
     close(ep[1]);
     if (pid < 0) {
@@ -662,6 +690,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (write_proc_file(pid, "uid_map", p->uid_map) < 0) { stage = SBX_STAGE_UID_MAP; goto fail; }
     if (write_proc_file(pid, "gid_map", p->gid_map) < 0) { stage = SBX_STAGE_GID_MAP; goto fail; }
 
+    T("parent: maps written");
     /* Idmapped binds: cloned here, where we hold CAP_SYS_ADMIN over the host
      * filesystems, mapped through the sandbox's own user namespace. */
     for (uint32_t i = 0; i < p->n_ops; i++) {
@@ -679,19 +708,15 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
     }
     index = -1;
-
-    for (uint32_t i = 0; i < p->n_cgroup_procs_fds; i++) {
-        char num[16];
-        int len = sbx_format_int(num, sizeof num, pid);
-        if (pwrite(p->cgroup_procs_fds[i], num, (size_t)len, 0) != len) { stage = SBX_STAGE_CGROUP_JOIN; index = (int32_t)i; goto fail; }
-    }
-
+    T("parent: idmap done");
     struct sbx_msg go = { MSG_GO, 0 };
     if (send_with_fds(sv[0], &go, idmap_fds, n_idmap) < 0) { stage = SBX_STAGE_SYNC; goto fail; }
     for (int i = 0; i < n_idmap; i++) close(idmap_fds[i]);
     n_idmap = 0;
     if (userns >= 0) close(userns);
     userns = -1;
+    T("parent: go sent");
+
 
     /* EOF on the error pipe means execve succeeded (the pipe is close-on-exec). */
     struct sbx_error ce;
@@ -707,6 +732,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         return -1;
     }
     if (r != 0) { stage = SBX_STAGE_SYNC; errno = EPIPE; goto fail; }
+    T("parent: exec seen");
 
     if (p->flags & SBX_PLAN_TTY) {
         struct sbx_msg pm;

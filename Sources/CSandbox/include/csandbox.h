@@ -81,8 +81,13 @@ struct sbx_plan {
     uint32_t n_bpf;            /* number of programs; 0 is refused: a sandbox always has a filter */
     const struct sbx_rlimit *rlimits;
     uint32_t n_rlimits;
-    const int *cgroup_procs_fds; /* open cgroup.procs files; the parent writes the child's pid in each */
-    uint32_t n_cgroup_procs_fds;
+    /* cgroup v1: `tasks` files opened by the parent; pid 1 writes "0" into each
+     * to move itself (a self-move skips the global threadgroup lock, and v1
+     * checks the opener's credentials). */
+    const int *cgroup_task_fds;
+    uint32_t n_cgroup_task_fds;
+    /* cgroup v2: directory to start pid 1 in (clone3 CLONE_INTO_CGROUP), or -1. */
+    int32_t cgroup_dir_fd;
 };
 
 /* Stages, named by sbx_stage_name(); the order is the order of setup. */

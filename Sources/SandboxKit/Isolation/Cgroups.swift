@@ -15,8 +15,9 @@ public struct CgroupSet: Sendable {
     public let version: Version
     /// One directory for v2; one per controller for v1 (memory first).
     public let directories: [String]
-    /// `cgroup.procs` of each directory, open for the launcher to write the child's pid into.
-    public let procsFDs: [Int32]
+    /// v1: each directory's `tasks` file, open for the sandbox's pid 1 to move itself in.
+    /// v2: the directory itself, for clone3(CLONE_INTO_CGROUP).
+    public let joinFDs: [Int32]
 
     /// What this host offers, found by reading /proc/self/cgroup and /proc/self/mountinfo.
     public struct Layout: Sendable, Equatable {
@@ -116,16 +117,20 @@ public struct CgroupSet: Sendable {
                     }
                 }
             }
+            // Why `tasks` and not `cgroup.procs`: moving another process takes the
+            // kernel's global threadgroup lock and waits for an RCU grace period
+            // (~10 ms); a single-threaded task moving itself does not.
             for d in made {
-                let fd = open(join(d, "cgroup.procs"), O_WRONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw SandboxError("cgroups: cannot open \(join(d, "cgroup.procs")): \(errnoString())") }
+                let path = layout.version == .v1 ? join(d, "tasks") : d
+                let fd = layout.version == .v1 ? open(path, O_WRONLY | O_CLOEXEC) : open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard fd >= 0 else { throw SandboxError("cgroups: cannot open \(path): \(errnoString())") }
                 fds.append(fd)
             }
         } catch {
             cleanup()
             throw error
         }
-        return CgroupSet(version: layout.version, directories: made, procsFDs: fds)
+        return CgroupSet(version: layout.version, directories: made, joinFDs: fds)
     }
 
     /// Resource figures for the report, read before removal.
@@ -148,11 +153,11 @@ public struct CgroupSet: Sendable {
         }
     }
 
-    /// Closes the procs files and removes the directories. The sandbox's
+    /// Closes the join descriptors and removes the directories. The sandbox's
     /// processes are gone once its pid 1 has been reaped, but the kernel may
     /// take a moment to release an emptied group; retry briefly.
     public func remove() {
-        for fd in procsFDs { close(fd) }
+        for fd in joinFDs { close(fd) }
         for d in directories.reversed() {
             for attempt in 0..<200 {
                 if rmdir(d) == 0 || errno == ENOENT { break }

@@ -36,7 +36,8 @@ public enum Launcher {
         }
         var bpf = plan.seccomp.flatMap(\.bytes)
         var bpfLens = plan.seccomp.map { UInt32($0.instructionCount) }
-        var cgroupFDs = cgroups?.procsFDs ?? []
+        var cgroupFDs = cgroups?.version == .v1 ? cgroups!.joinFDs : []
+        let cgroupDir = cgroups?.version == .v2 ? cgroups!.joinFDs[0] : -1
 
         var flags: UInt32 = SBX_PLAN_CGROUPNS.rawValue
         if plan.loopback { flags |= SBX_PLAN_LOOPBACK.rawValue }
@@ -76,8 +77,9 @@ public enum Launcher {
                             p.n_bpf = UInt32(lens.count)
                             p.rlimits = UnsafePointer(rl.baseAddress)
                             p.n_rlimits = UInt32(rl.count)
-                            p.cgroup_procs_fds = UnsafePointer(cg.baseAddress)
-                            p.n_cgroup_procs_fds = UInt32(cg.count)
+                            p.cgroup_task_fds = UnsafePointer(cg.baseAddress)
+                            p.n_cgroup_task_fds = UInt32(cg.count)
+                            p.cgroup_dir_fd = cgroupDir
                             return sbx_spawn(&p, &child, &err)
                         }
                     }

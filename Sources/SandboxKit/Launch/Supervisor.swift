@@ -213,3 +213,4 @@ func monotonicSeconds() -> Double {
 func wifsignaled(_ s: Int32) -> Bool { (s & 0x7f) != 0 && (s & 0x7f) != 0x7f }
 func wtermsig(_ s: Int32) -> Int32 { s & 0x7f }
 func wexitstatus(_ s: Int32) -> Int32 { (s >> 8) & 0xff }
+
