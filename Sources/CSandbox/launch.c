@@ -16,6 +16,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -47,7 +48,7 @@ static void T(const char *what){ struct timespec ts; clock_gettime(CLOCK_MONOTON
 enum { MSG_GO = 1, MSG_PTY = 2, MSG_STATUS = 3 };
 struct sbx_msg { int32_t type; int32_t value; };
 
-#define MAX_IDMAP_FDS 32
+#define MAX_MSG_FDS 4
 #define STAGING_NEWROOT "/newroot"
 #define STAGING_OLDROOT "/oldroot"
 #define EMPTY_DIR "/.sbx-empty-dir"
@@ -60,8 +61,7 @@ struct child_ctx {
     int sync_fd;
     int err_fd;
     int newroot_fd;
-    int idmap_fds[MAX_IDMAP_FDS];
-    int n_idmap_fds;
+    const int *bind_fds; /* per op: detached tree opened by the parent, or -1 */
 };
 
 static void report(int fd, int32_t stage, int32_t err, int32_t index)
@@ -147,20 +147,14 @@ static uint64_t bind_attrs(uint32_t flags)
     return a;
 }
 
-static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx, int *next_idmap)
+static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
-    int tree;
-    if (op->flags & SBX_F_IDMAP) {
-        if (*next_idmap >= c->n_idmap_fds) { errno = EBADF; die(c, SBX_STAGE_MOUNT_OP, idx); }
-        tree = c->idmap_fds[(*next_idmap)++];
-    } else {
-        char src[SBX_PATH_MAX];
-        if (sbx_concat(src, sizeof src, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-        tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-        if (tree < 0) {
-            if (errno == ENOENT && (op->flags & SBX_F_OPTIONAL)) return;
-            die(c, SBX_STAGE_MOUNT_OP, idx);
-        }
+    /* The parent opened the source (with the caller's view and rights) before clone. */
+    int tree = c->bind_fds[idx];
+    if (tree < 0) {
+        if (op->flags & SBX_F_OPTIONAL) return;
+        errno = ENOENT;
+        die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     struct stat st;
     if (fstat(tree, &st) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
@@ -259,11 +253,10 @@ static void op_mask(struct child_ctx *c, const struct sbx_op *op, int idx)
 static void run_ops(struct child_ctx *c)
 {
     const struct sbx_plan *p = c->plan;
-    int next_idmap = 0;
     for (uint32_t i = 0; i < p->n_ops; i++) {
         const struct sbx_op *op = &p->ops[i];
         switch (op->kind) {
-        case SBX_OP_BIND: op_bind(c, op, (int)i, &next_idmap); break;
+        case SBX_OP_BIND: op_bind(c, op, (int)i); break;
         case SBX_OP_TMPFS:
             mount_fs_at(c, (int)i, op->target, "tmpfs", MS_NOSUID | MS_NODEV, op->data);
             break;
@@ -486,7 +479,7 @@ __attribute__((noreturn)) static void reap_until_command_exits(int sync_fd, pid_
 
 static int recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int *n_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_IDMAP_FDS)];
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_MSG_FDS)];
     struct iovec iov = { m, sizeof *m };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
     ssize_t r;
@@ -508,7 +501,7 @@ static int recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int
 
 static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int n_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_IDMAP_FDS)];
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_MSG_FDS)];
     memset(cbuf, 0, sizeof cbuf);
     struct iovec iov = { (void *)m, sizeof *m };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -526,15 +519,16 @@ static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int 
     return r == (ssize_t)sizeof *m ? 0 : -1;
 }
 
-__attribute__((noreturn)) static void child_main(const struct sbx_plan *p, int sync_fd, int err_fd)
+__attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd)
 {
-    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1 };
+    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds };
     /* If sandboxd dies, so does the sandbox. A parent that died before this
      * line is caught by the sync socket below: recvmsg returns 0. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
     struct sbx_msg m;
-    if (recv_with_fds(sync_fd, &m, c.idmap_fds, MAX_IDMAP_FDS, &c.n_idmap_fds) < 0 || m.type != MSG_GO)
+    int no_fds = 0;
+    if (recv_with_fds(sync_fd, &m, NULL, 0, &no_fds) < 0 || m.type != MSG_GO)
         _exit(SBX_EXIT_SETUP);
 
     /* Into the sandbox's cgroups before anything is allocated or forked. */
@@ -602,6 +596,14 @@ static int write_proc_file(pid_t pid, const char *name, const char *text)
     return r;
 }
 
+/* Close the first n trees and free the array. */
+static void close_binds(int *fds, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    free(fds);
+}
+
 static int open_userns(pid_t pid)
 {
     char path[64];
@@ -656,6 +658,22 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto early;
     if (pipe2(ep, O_CLOEXEC) < 0) { close(sv[0]); close(sv[1]); goto early; }
 
+    /* Every bind source is opened here, before clone, with sandboxd's own
+     * view and rights: the sandbox's uid may not be able to reach it. */
+    int *bind_fds = malloc(sizeof(int) * (p->n_ops ? p->n_ops : 1));
+    if (!bind_fds) { close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]); goto early; }
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+        bind_fds[i] = -1;
+        if (p->ops[i].kind != SBX_OP_BIND) continue;
+        bind_fds[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (bind_fds[i] < 0 && !(errno == ENOENT && (p->ops[i].flags & SBX_F_OPTIONAL))) {
+            *err = (struct sbx_error){ SBX_STAGE_MOUNT_OP, errno, (int32_t)i };
+            close_binds(bind_fds, i);
+            close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]);
+            return -1;
+        }
+    }
+
     int pidfd = -1;
     struct clone_args ca;
     memset(&ca, 0, sizeof ca);
@@ -671,48 +689,45 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (pid == 0) {
         close(sv[0]);
         close(ep[0]);
-        child_main(p, sv[1], ep[1]);
+        child_main(p, bind_fds, sv[1], ep[1]);
     }
     T("parent: clone3 returned");
     close(sv[1]);
     close(ep[1]);
     if (pid < 0) {
         *err = (struct sbx_error){ SBX_STAGE_CLONE, errno, -1 };
+        close_binds(bind_fds, p->n_ops);
         close(sv[0]);
         close(ep[0]);
         return -1;
     }
 
-    int idmap_fds[MAX_IDMAP_FDS];
-    int n_idmap = 0, userns = -1;
+    int userns = -1;
     int32_t stage = SBX_STAGE_NONE, index = -1;
     if ((p->flags & SBX_PLAN_SETGROUPS_DENY) && write_proc_file(pid, "setgroups", "deny") < 0) { stage = SBX_STAGE_SETGROUPS_FILE; goto fail; }
     if (write_proc_file(pid, "uid_map", p->uid_map) < 0) { stage = SBX_STAGE_UID_MAP; goto fail; }
     if (write_proc_file(pid, "gid_map", p->gid_map) < 0) { stage = SBX_STAGE_GID_MAP; goto fail; }
 
     T("parent: maps written");
-    /* Idmapped binds: cloned here, where we hold CAP_SYS_ADMIN over the host
-     * filesystems, mapped through the sandbox's own user namespace. */
+    /* Idmapped binds: the trees the child inherited are the same mounts, so
+     * mapping them here, where we hold CAP_SYS_ADMIN over the host
+     * filesystems, maps them for the child too. */
     for (uint32_t i = 0; i < p->n_ops; i++) {
-        if (p->ops[i].kind != SBX_OP_BIND || !(p->ops[i].flags & SBX_F_IDMAP)) continue;
+        if (p->ops[i].kind != SBX_OP_BIND || !(p->ops[i].flags & SBX_F_IDMAP) || bind_fds[i] < 0) continue;
         index = (int32_t)i;
-        if (n_idmap == MAX_IDMAP_FDS) { errno = E2BIG; stage = SBX_STAGE_IDMAP; goto fail; }
         if (userns < 0) {
             userns = p->idmap_uid_map ? make_userns(p->idmap_uid_map, p->idmap_gid_map) : open_userns(pid);
             if (userns < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
         }
-        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-        if (tree < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
-        idmap_fds[n_idmap++] = tree;
         struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns };
-        if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
+        if (syscall(SYS_mount_setattr, bind_fds[i], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
     }
     index = -1;
     T("parent: idmap done");
     struct sbx_msg go = { MSG_GO, 0 };
-    if (send_with_fds(sv[0], &go, idmap_fds, n_idmap) < 0) { stage = SBX_STAGE_SYNC; goto fail; }
-    for (int i = 0; i < n_idmap; i++) close(idmap_fds[i]);
-    n_idmap = 0;
+    if (send_with_fds(sv[0], &go, NULL, 0) < 0) { stage = SBX_STAGE_SYNC; goto fail; }
+    close_binds(bind_fds, p->n_ops);
+    bind_fds = NULL;
     if (userns >= 0) close(userns);
     userns = -1;
     T("parent: go sent");
@@ -751,7 +766,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
 
 fail:
     *err = (struct sbx_error){ stage, errno, index };
-    for (int i = 0; i < n_idmap; i++) close(idmap_fds[i]);
+    if (bind_fds) close_binds(bind_fds, p->n_ops);
     if (userns >= 0) close(userns);
     fail_child(pid, pidfd);
     if (ep[0] >= 0) close(ep[0]);
