@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -132,4 +134,13 @@ int sbx_read_signal(int fd)
 uint32_t sbx_clone_namespaces(void)
 {
     return CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+}
+
+int sbx_probe_open_tree(void)
+{
+    /* open_tree without OPEN_TREE_CLONE needs no privilege: it tells whether the syscall exists. */
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, "/", OPEN_TREE_CLOEXEC);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
 }

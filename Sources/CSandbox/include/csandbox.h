@@ -147,6 +147,8 @@ int sbx_pidfd_send_signal(int pidfd, int sig);
 int sbx_landlock_abi(void);
 int sbx_close_range_cloexec(unsigned first);
 int sbx_memfd(const char *name);
+/* 0 if open_tree(2) works here, else -1 with errno. */
+int sbx_probe_open_tree(void);
 #include <signal.h>
 int sbx_signalfd(const sigset_t *mask);
 /* Read one signal from a signalfd: its number, or -1. */
