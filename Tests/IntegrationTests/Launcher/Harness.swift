@@ -50,6 +50,8 @@ enum Sbx {
 /// How a process ended, with everything it printed.
 struct SbxRun: Sendable, CustomStringConvertible {
     var argv: [String]
+    /// Host pid of the process (for sandboxd: the `sandboxd-PID` cgroups it makes).
+    var pid: pid_t = -1
     /// The exit code, or 128+N when killed by signal N (as a shell reports it).
     var exitCode: Int32
     var signal: Int32?
@@ -87,6 +89,25 @@ struct SbxSpawn: Sendable {
 @_silgen_name("posix_spawn_file_actions_addchdir_np")
 private func sbx_addchdir(_ fa: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: UnsafePointer<CChar>) -> Int32
 
+@_silgen_name("posix_openpt") private func sbx_posix_openpt(_ flags: Int32) -> Int32
+@_silgen_name("grantpt") private func sbx_grantpt(_ fd: Int32) -> Int32
+@_silgen_name("unlockpt") private func sbx_unlockpt(_ fd: Int32) -> Int32
+@_silgen_name("ptsname_r") private func sbx_ptsname_r(_ fd: Int32, _ buf: UnsafeMutablePointer<CChar>, _ len: Int) -> Int32
+
+/// A new pseudo-terminal pair owned by the test (nobody's controlling terminal).
+func sbxOpenPty() throws -> (master: Int32, slave: Int32) {
+    let master = sbx_posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
+    guard master >= 0 else { throw SbxError("posix_openpt: \(String(cString: strerror(errno)))") }
+    var name = [CChar](repeating: 0, count: 128)
+    guard sbx_grantpt(master) == 0, sbx_unlockpt(master) == 0, sbx_ptsname_r(master, &name, name.count) == 0 else {
+        close(master)
+        throw SbxError("pty setup: \(String(cString: strerror(errno)))")
+    }
+    let slave = open(String(cString: name), O_RDWR | O_NOCTTY | O_CLOEXEC)
+    guard slave >= 0 else { close(master); throw SbxError("open pty slave: \(String(cString: strerror(errno)))") }
+    return (master, slave)
+}
+
 enum SbxProcess {
     /// Starts `argv` with stdout/stderr on the given descriptors. Returns the pid.
     static func spawn(_ argv: [String], _ opts: SbxSpawn, stdout: Int32, stderr: Int32) throws -> pid_t {
@@ -112,7 +133,7 @@ enum SbxProcess {
             parked.append(high)
             posix_spawn_file_actions_adddup2(&fa, high, target)
         }
-        if let cwd = opts.cwd { sbx_addchdir(&fa, cwd) }
+        if let cwd = opts.cwd { _ = sbx_addchdir(&fa, cwd) }
 
         var none = sigset_t()
         sigemptyset(&none)
@@ -187,7 +208,7 @@ enum SbxProcess {
             killedAt = now()
         }
         let status = reap(pid)
-        return SbxRun(argv: argv, exitCode: status.code, signal: status.signal,
+        return SbxRun(argv: argv, pid: pid, exitCode: status.code, signal: status.signal,
                       stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self),
                       timedOut: killedAt != nil, seconds: now() - start)
     }
@@ -281,6 +302,10 @@ struct SbxTemp: Sendable {
         var template = Array("/tmp/sbx-\(tag)-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw SbxError("mkdtemp: \(String(cString: strerror(errno)))") }
         path = String(cString: p)
+        // mkdtemp makes it 0700. The sandbox's ids are not the host's root, so a
+        // private root-owned directory would be closed to it (see
+        // `explorerReadsPrivateFiles` in FilesystemTests.swift).
+        chmod(path, 0o755)
     }
 
     func remove() {

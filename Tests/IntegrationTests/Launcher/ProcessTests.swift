@@ -1,0 +1,193 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A sandboxd started in the background, for tests that signal it.
+struct SbxBackground {
+    let pid: pid_t
+    let marker: String
+
+    /// Starts `sandboxd exec ... -- /probe sleep 1000 MARKER` and waits until the command runs.
+    static func start(_ sbx: SbxExec, marker: String) async throws -> SbxBackground {
+        let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { close(devnull) }
+        let pid = try SbxProcess.spawn(sbx.argv(["/probe", "sleep", "1000", marker]), sbx.spawn, stdout: devnull, stderr: devnull)
+        let bg = SbxBackground(pid: pid, marker: marker)
+        let end = SbxProcess.now() + 10
+        while SbxProcess.now() < end {
+            if SbxHost.processes(matching: marker).contains(where: { $0.cmdline.hasPrefix("/probe sleep") }) { return bg }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { throw SbxError("sandboxd exited early with status \(status)") }
+            await sbxSleep(0.02)
+        }
+        bg.kill(SIGKILL)
+        _ = SbxProcess.reap(pid)
+        throw SbxError("the sandboxed command did not start within 10 s")
+    }
+
+    func kill(_ sig: Int32) { _ = Glibc.kill(pid, sig) }
+
+    func wait() async -> (code: Int32, signal: Int32?) {
+        let pid = self.pid
+        return await withCheckedContinuation { cont in
+            Thread { cont.resume(returning: SbxProcess.reap(pid)) }.start()
+        }
+    }
+}
+
+@Suite("Launcher: processes")
+struct ProcessTests {
+    @Test("the sandbox sees only its own processes; the command is pid 2 under the reaper")
+    func pidNamespace() async throws {
+        try await withSbxTemp("pid") { dir in
+            let sbx = SbxExec(workdir: dir.path)
+            #expect(await sbx.probe("getpid").line == "PID 2 PPID 1")
+            #expect(await sbx.probe("pids").line == "PIDS 1 2")
+            let sh = await sbx.run(["sh", "-c", "/probe pids; true"])
+            #expect(sh.line == "PIDS 1 2 3", "\(sh)")
+            if access("/usr/bin/ps", X_OK) == 0 {
+                let ps = await sbx.run(["ps", "-e", "-o", "pid="])
+                let pids = ps.lines.map { $0.trimmingCharacters(in: .whitespaces) }
+                #expect(pids == ["1", "2"], "\(ps)")
+            }
+        }
+    }
+
+    @Test("host processes cannot be signalled from inside")
+    func hostProcessesUnkillable() async throws {
+        try await withSbxTemp("pid") { dir in
+            // A harmless process on the host to aim at.
+            let marker = sbxMarker("victim")
+            let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+            defer { close(devnull) }
+            let victim = try SbxProcess.spawn([Sbx.probe, "sleep", "60", marker], SbxSpawn(), stdout: devnull, stderr: devnull)
+            defer {
+                kill(victim, SIGKILL)
+                _ = SbxProcess.reap(victim)
+            }
+            let sbx = SbxExec(workdir: dir.path)
+            let r = await sbx.probe("kill", String(victim), "KILL")
+            #expect(r.exitCode == 1 && r.line == "DENIED errno=ESRCH", "\(r)")
+            let me = await sbx.probe("kill", String(getpid()), "0")
+            #expect(me.line == "DENIED errno=ESRCH", "\(me)")
+            // kill(-1): everything the caller may signal. Inside, that is nothing but the sandbox.
+            let all = await sbx.probe("kill", "-1", "KILL")
+            #expect(all.exitCode <= 1, "\(all)")
+            await sbxSleep(0.1)
+            #expect(SbxHost.isAlive(victim), "the host process was killed from inside the sandbox")
+        }
+    }
+
+    @Test("background processes die with the command", arguments: ["worker", "untrusted"])
+    func orphansGone(profile: String) async throws {
+        try await withSbxTemp("orphan") { dir in
+            let marker = sbxMarker("orphan")
+            let r = await SbxExec(workdir: dir.path, profile: profile).run([
+                "sh", "-c", "/probe sleep 1000 \(marker) & (/probe sleep 1000 \(marker) &) ; echo started",
+            ])
+            #expect(r.exitCode == 0 && r.line == "started", "\(r)")
+            let left = await SbxHost.waitUntilGone(marker, seconds: 2)
+            #expect(left.isEmpty, "left behind: \(left.map { "\($0.pid) \($0.cmdline)" })")
+            #expect(SbxHost.cgroupDirs(named: "sandboxd-\(r.pid)").isEmpty)
+        }
+    }
+
+    /// sandboxd killed with SIGKILL cannot clean up: the kernel (PDEATHSIG)
+    /// and the janitor must.
+    @Test("SIGKILL of sandboxd leaves no process, cgroup or mount behind")
+    func sigkillSandboxd() async throws {
+        try await withSbxTemp("sigkill") { dir in
+            let mountsBefore = SbxHost.mounts()
+            let marker = sbxMarker("sigkill")
+            let bg = try await SbxBackground.start(SbxExec(workdir: dir.path), marker: marker)
+            let cgroups = SbxHost.cgroupDirs(named: "sandboxd-\(bg.pid)")
+            #expect(!cgroups.isEmpty, "expected the sandbox's cgroups to exist while it runs")
+            bg.kill(SIGKILL)
+            let status = await bg.wait()
+            #expect(status.signal == SIGKILL)
+
+            let left = await SbxHost.waitUntilGone(marker, seconds: 5)
+            #expect(left.isEmpty, "left behind: \(left.map { "\($0.pid) \($0.cmdline)" })")
+            var dirs = cgroups
+            let end = SbxProcess.now() + 5
+            while !dirs.isEmpty && SbxProcess.now() < end {
+                await sbxSleep(0.05)
+                dirs = SbxHost.cgroupDirs(named: "sandboxd-\(bg.pid)")
+            }
+            #expect(dirs.isEmpty, "cgroups left behind: \(dirs)")
+            let newMounts = SbxHost.mounts().subtracting(mountsBefore)
+                .filter { $0.contains(dir.path) || $0.contains("newroot") || $0.contains("oldroot") || $0.contains("sbx") }
+            #expect(newMounts.isEmpty, "mounts left behind: \(newMounts)")
+        }
+    }
+
+    @Test("SIGTERM and SIGINT to sandboxd reach the command", arguments: [SIGTERM, SIGINT])
+    func signalForwarded(sig: Int32) async throws {
+        try await withSbxTemp("sigterm") { dir in
+            let marker = sbxMarker("sigterm")
+            let bg = try await SbxBackground.start(SbxExec(workdir: dir.path), marker: marker)
+            bg.kill(sig)
+            let status = await bg.wait()
+            #expect(status.code == 128 + sig, "exit \(status)")
+            let left = await SbxHost.waitUntilGone(marker, seconds: 3)
+            #expect(left.isEmpty)
+            #expect(SbxHost.cgroupDirs(named: "sandboxd-\(bg.pid)").isEmpty)
+        }
+    }
+}
+
+@Suite("Launcher: resource limits")
+struct LimitTests {
+    @Test("a fork bomb stops at the pids limit and the host is unharmed")
+    func forkBomb() async throws {
+        try await withSbxTemp("fork") { dir in
+            let profile = try sbxProfile(dir, "forky", "[limits]\npids = 64\n")
+            let r = await SbxExec(workdir: dir.path, profile: profile).probe("fork-bomb", "2000")
+            #expect(r.exitCode == 1 && r.line.hasPrefix("DENIED errno=EAGAIN"), "\(r)")
+            let forked = r.line.split(separator: "=").last.flatMap { Int($0) } ?? 9999
+            #expect(forked < 64, "\(r)")
+            let host = await sbxRun(["/bin/sh", "-c", "echo alive"])
+            #expect(host.line == "alive")
+            #expect(SbxHost.cgroupDirs(named: "sandboxd-\(r.pid)").isEmpty)
+        }
+    }
+
+    @Test("a memory bomb is OOM-killed at the memory limit and reported")
+    func memoryBomb() async throws {
+        try await withSbxTemp("mem") { dir in
+            let profile = try sbxProfile(dir, "small", "[limits]\nmemory = \"64MiB\"\n")
+            let report = dir.path + "/report.json"
+            let r = await SbxExec(workdir: dir.path, profile: profile, flags: ["--json-report", report]).probe("alloc", "512")
+            #expect(r.exitCode == 137, "\(r)")
+            #expect(!r.stdout.contains("OK"), "\(r)")
+            let json = try sbxJSON(dir.read("report.json") ?? "")
+            #expect(json["oom_killed"] as? Bool == true, "\(json)")
+            #expect(json["exit_code"] as? Int == 137, "\(json)")
+            #expect(json["signal"] as? Int == 9, "\(json)")
+            #expect(json["profile"] as? String == "small", "\(json)")
+            if let peak = json["peak_memory_bytes"] as? Int {
+                #expect(peak <= 72 << 20, "peak \(peak)")
+            }
+            #expect(r.stderr.contains("memory limit"), "\(r)")
+        }
+    }
+
+    @Test("filling /tmp or HOME stops at their size with ENOSPC", arguments: ["/tmp/big", "/home/sandbox/big"])
+    func tmpFill(path: String) async throws {
+        try await withSbxTemp("fill") { dir in
+            let profile = try sbxProfile(dir, "tiny", "[filesystem]\ntmp_size = \"4MiB\"\nhome_size = \"4MiB\"\n")
+            let r = await SbxExec(workdir: dir.path, profile: profile).probe("fill", path, "64")
+            #expect(r.exitCode == 1 && r.line.hasPrefix("DENIED errno=ENOSPC"), "\(r)")
+            let bytes = r.line.split(separator: "=").last.flatMap { Int($0) } ?? Int.max
+            #expect(bytes <= 4 << 20, "\(r)")
+        }
+    }
+
+    @Test("open-files limit comes from the profile", arguments: [("worker", "4096"), ("untrusted", "256")])
+    func openFiles(profile: String, expected: String) async throws {
+        try await withSbxTemp("nofile") { dir in
+            let r = await SbxExec(workdir: dir.path, profile: profile).run(["sh", "-c", "ulimit -n"])
+            #expect(r.line == expected, "\(r)")
+        }
+    }
+}
