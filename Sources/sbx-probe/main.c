@@ -13,6 +13,16 @@
  * then starts with ERROR). Some subcommands are expected to die instead
  * (int80, x32: SIGSYS; alloc: SIGKILL from the OOM killer; raise).
  *
+ *   syscall NAME            one refused (or, for clock_*, allowed) syscall, harmless arguments
+ *   tiocsti [--high-bits] [--fd N]   push a byte into a terminal we control (new pty or fd N)
+ *   tioclinux               TIOCLINUX on a new pty
+ *   int80 | x32             getpid through the i386 / x32 ABI: expected SIGSYS
+ *   fds | caps | pids | getpid | ifaces | getenv NAME | environ-grep TEXT
+ *   read PATH | write PATH [DATA] | append PATH [DATA] | mkdir PATH | unlink PATH | stat PATH | chown PATH U G
+ *   fill PATH [MAX_MB]      write until an error
+ *   connect IPV4 PORT | loopback
+ *   kill PID [SIG] | setrlimit-raise | sleep S | spin S | fork-bomb [MAX] | alloc MB | raise SIG | exit N
+ *
  * The integration tests bind this binary into sandboxes at /probe. Never run
  * the abusive subcommands on the host: they are meant to be refused by the
  * sandbox, and some of them would succeed for root outside one.
@@ -266,8 +276,13 @@ static int try_tiocsti(int high_bits, int fd)
     /* Control: an ordinary tty ioctl on the same descriptor goes through. */
     struct winsize ws;
     if (ioctl(tty, TIOCGWINSZ, &ws) < 0) return setup_error("TIOCGWINSZ");
-    setsid(); /* fails harmlessly when we already lead a session */
-    int ctty = ioctl(tty, TIOCSCTTY, 0) == 0;
+    /* Already our controlling terminal (--tty), or make it so. */
+    pid_t tsid = 0;
+    int ctty = ioctl(tty, TIOCGSID, &tsid) == 0 && tsid == getsid(0);
+    if (!ctty) {
+        setsid(); /* fails harmlessly when we already lead a session */
+        ctty = ioctl(tty, TIOCSCTTY, 0) == 0;
+    }
     char detail[32];
     snprintf(detail, sizeof detail, "ctty=%s", ctty ? "yes" : "no");
     char c = '#';
@@ -556,6 +571,19 @@ static int sleep_seconds(double s)
     return ok("slept");
 }
 
+/* Burn CPU for `s` seconds of wall-clock time. */
+static int spin(double s)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    volatile unsigned long n = 0;
+    do {
+        for (int i = 0; i < 100000; i++) n++;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 < s);
+    return ok("spun");
+}
+
 /* Fork until refused (at most `max`), then kill and reap the children. */
 static int fork_bomb(int max)
 {
@@ -661,6 +689,7 @@ int main(int argc, char **argv)
         return ok("uid=%u gid=%u mode=%o size=%lld", st.st_uid, st.st_gid, st.st_mode & 07777, (long long)st.st_size);
     }
     if (!strcmp(cmd, "sleep") && argc >= 3) return sleep_seconds(atof(argv[2]));
+    if (!strcmp(cmd, "spin") && argc >= 3) return spin(atof(argv[2]));
     if (!strcmp(cmd, "fork-bomb")) return fork_bomb(argc >= 3 ? atoi(argv[2]) : 2000);
     if (!strcmp(cmd, "alloc") && argc >= 3) return alloc_mb(atol(argv[2]));
     if (!strcmp(cmd, "raise") && argc >= 3) {

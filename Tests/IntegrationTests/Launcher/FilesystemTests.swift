@@ -206,6 +206,21 @@ struct WritablePlacesTests {
         }
     }
 
+    @Test("/dev holds only the harmless devices")
+    func minimalDev() async throws {
+        try await withSbxTemp("dev") { dir in
+            let r = await SbxExec(workdir: dir.path).run(["ls", "-A", "/dev"])
+            let allowed: Set<String> = ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+                                        "fd", "stdin", "stdout", "stderr"]
+            #expect(r.exitCode == 0 && !r.lines.isEmpty, "\(r)")
+            #expect(Set(r.lines).subtracting(allowed).isEmpty, "\(r)")
+            #expect(await SbxExec(workdir: dir.path).probe("write", "/dev/null").line.hasPrefix("OK"))
+            // mknod of a disk is refused (no CAP_MKNOD, nodev mounts).
+            let mk = await SbxExec(workdir: dir.path).run(["sh", "-c", "mknod /tmp/sda b 8 0 && echo made"])
+            #expect(!mk.stdout.contains("made"), "\(mk)")
+        }
+    }
+
     @Test("/proc/sys is read-only and /proc/kcore is masked")
     func procHardening() async throws {
         try await withSbxTemp("proc") { dir in

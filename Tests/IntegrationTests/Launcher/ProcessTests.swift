@@ -183,6 +183,29 @@ struct LimitTests {
         }
     }
 
+    @Test("the CPU quota holds a busy loop to its share")
+    func cpuQuota() async throws {
+        try await withSbxTemp("cpu") { dir in
+            let profile = try sbxProfile(dir, "slow", "[limits]\ncpus = 0.2\n")
+            let report = dir.path + "/report.json"
+            let r = await SbxExec(workdir: dir.path, profile: profile, flags: ["--json-report", report]).probe("spin", "1")
+            #expect(r.exitCode == 0, "\(r)")
+            let json = try sbxJSON(dir.read("report.json") ?? "")
+            let cpu = ((json["cpu_user_seconds"] as? Double) ?? 9) + ((json["cpu_system_seconds"] as? Double) ?? 9)
+            // 0.2 CPU for 1 s; unlimited it would be close to 1 s.
+            #expect(cpu < 0.5, "cpu \(cpu) s in \(json)")
+        }
+    }
+
+    @Test("the file-size limit stops a write (SIGXFSZ)")
+    func fileSize() async throws {
+        try await withSbxTemp("fsize") { dir in
+            let profile = try sbxProfile(dir, "fsize", "[limits]\nfile_size = \"1MiB\"\n")
+            let r = await SbxExec(workdir: dir.path, profile: profile).probe("fill", "/tmp/big", "8")
+            #expect(r.exitCode == 128 + SIGXFSZ || r.line.hasPrefix("DENIED errno=EFBIG"), "\(r)")
+        }
+    }
+
     @Test("open-files limit comes from the profile", arguments: [("worker", "4096"), ("untrusted", "256")])
     func openFiles(profile: String, expected: String) async throws {
         try await withSbxTemp("nofile") { dir in
