@@ -1,0 +1,64 @@
+import CSeccomp
+import Testing
+@testable import SandboxKit
+
+@Suite("Seccomp")
+struct SeccompTests {
+    @Test func listsAreDisjointAndConditionalSyscallsAreNotAllowedWhole() {
+        #expect(SeccompPolicy.dockerAllow.isDisjoint(with: SeccompPolicy.refused))
+        #expect(SeccompPolicy.dockerAllow.isDisjoint(with: SeccompPolicy.conditional))
+    }
+
+    @Test(arguments: ["mount", "umount2", "unshare", "setns", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
+                      "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
+                      "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "open_by_handle_at",
+                      "name_to_handle_at", "ptrace", "process_vm_readv", "process_vm_writev"])
+    func theIssuesGroupsAreRefused(name: String) {
+        #expect(SeccompPolicy.refused.contains(name))
+        #expect(seccomp_syscall_resolve_name(name) != __NR_SCMP_ERROR, "\(name) must exist on this architecture")
+    }
+
+    @Test func everyAllowedNameIsRealOnSomeArchitecture() {
+        // Names this architecture lacks are skipped by the compiler; the core ones must resolve.
+        for name in ["read", "write", "openat", "execve", "mmap", "futex", "clock_gettime", "getrandom", "statx", "rseq"] {
+            #expect(seccomp_syscall_resolve_name(name) != __NR_SCMP_ERROR, "\(name)")
+            #expect(SeccompPolicy.dockerAllow.contains(name))
+        }
+    }
+
+    @Test func profileAdjustmentsMoveNamesBetweenLists() {
+        let p = SeccompPolicy.forProfile(.init(deny: ["personality", "acct", "uname"], allow: ["ptrace", "clone"]))
+        #expect(p.deny.contains("uname") && !p.allow.contains("uname"))
+        #expect(p.allow.contains("ptrace") && !p.deny.contains("ptrace"))
+        #expect(!p.allow.contains("clone"), "clone keeps its argument rules")
+        #expect(p.deny.contains("personality"))
+    }
+
+    @Test func compilesTwoProgramsWithTheArgumentChecks() throws {
+        let programs = try SeccompCompiler.compile(SeccompPolicy.forProfile(.init()))
+        #expect(programs.count == 2)
+        #expect(programs[0].instructionCount > 100, "the allow-list program is long")
+        #expect(programs.allSatisfy { $0.bytes.count % 8 == 0 })
+        // The argument program compares ioctl's request with TIOCSTI and TIOCLINUX.
+        let ks = constants(programs[1])
+        #expect(ks.contains(0x5412) && ks.contains(0x541C))
+        #expect(ks.contains(0x1000_0000), "CLONE_NEWUSER")
+        // Both check the architecture first: x86_64's AUDIT_ARCH value.
+        #expect(constants(programs[0]).contains(0xC000_003E))
+    }
+
+    @Test func cacheReturnsTheSamePrograms() throws {
+        let policy = SeccompPolicy.forProfile(.init())
+        #expect(try SeccompCache.shared.programs(for: policy) == SeccompCompiler.compile(policy))
+    }
+
+    /// The `k` operands of a classic BPF program.
+    func constants(_ p: SeccompProgram) -> Set<UInt32> {
+        var out = Set<UInt32>()
+        for i in 0..<p.instructionCount {
+            let b = p.bytes[(i * 8 + 4)..<(i * 8 + 8)]
+            out.insert(b.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) })
+        }
+        return out
+    }
+}
