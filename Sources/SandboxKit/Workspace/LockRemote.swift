@@ -101,7 +101,8 @@ struct SmartLockRemote: LockRemote {
     let name: String
 
     var trackingRef: String { "refs/sandboxd/remotes/\(name)/locks" }
-    var outgoingRef: String { "refs/sandboxd/outgoing/\(name)/locks" }
+    /// The local ref a push sends: one per process, so concurrent pushers never send each other's commit.
+    var outgoingRef: String { "refs/sandboxd/outgoing/\(name)/\(getpid())" }
 
     func withRemote<R>(_ body: (OpaquePointer, inout git_remote_callbacks) throws -> R) throws -> R {
         var remote: OpaquePointer?
@@ -152,6 +153,11 @@ struct SmartLockRemote: LockRemote {
         try gitCheck(git_reference_create(&ref, local.ptr, outgoingRef, &raw, 1, "sandboxd: lock change to push"),
                      "cannot write \(outgoingRef)")
         git_reference_free(ref)
+        defer {
+            var out: OpaquePointer?
+            if git_reference_lookup(&out, local.ptr, outgoingRef) == 0 { git_reference_delete(out) }
+            git_reference_free(out)
+        }
         let (rc, rejections, message): (Int32, [String], String) = try withRemote { remote, cbs in
             var po = git_push_options()
             git_push_options_init(&po, UInt32(GIT_PUSH_OPTIONS_VERSION))
