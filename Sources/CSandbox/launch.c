@@ -250,6 +250,47 @@ static void op_mask(struct child_ctx *c, const struct sbx_op *op, int idx)
     close(target);
 }
 
+/* The lower layer as the parent opened (and, as root, idmapped) it, attached
+ * in the staging root so overlayfs can name it: host root's files then read
+ * as the sandbox's root's, and copy-up can give them an owner the namespace
+ * maps. Writes the path into `buf`. */
+static void stage_lower(struct child_ctx *c, int idx, char *buf, size_t cap)
+{
+    char num[16];
+    sbx_format_int(num, sizeof num, idx);
+    if (sbx_concat(buf, cap, "/.sbx-lower-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (mkdir(buf, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int target = open(buf, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (target < 0 || attach(c->bind_fds[idx], target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(c->bind_fds[idx]);
+    close(target);
+}
+
+/* An overlay whose lower layer is a host directory and whose upper layer
+ * persists in the sandbox's state: changes to the root outside the workdir
+ * (installed tools) survive from one exec to the next. */
+static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    char lower[SBX_PATH_MAX], upper[SBX_PATH_MAX], work[SBX_PATH_MAX];
+    const char *nl = op->data ? strchr(op->data, '\n') : NULL;
+    if (!nl || (size_t)(nl - op->data) >= sizeof upper) { errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, idx); }
+    char upper_host[SBX_PATH_MAX];
+    memcpy(upper_host, op->data, (size_t)(nl - op->data));
+    upper_host[nl - op->data] = '\0';
+    if (c->bind_fds[idx] >= 0) stage_lower(c, idx, lower, sizeof lower);
+    else if (sbx_concat(lower, sizeof lower, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (sbx_concat(upper, sizeof upper, STAGING_OLDROOT, upper_host) < 0 ||
+        sbx_concat(work, sizeof work, STAGING_OLDROOT, nl + 1) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    char opts[3 * SBX_PATH_MAX + 64];
+    const char *parts[] = { "lowerdir=", lower, ",upperdir=", upper, ",workdir=", work, ",userxattr" };
+    opts[0] = '\0';
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t l = strlen(opts);
+        if (sbx_concat(opts + l, sizeof opts - l, "", parts[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
+    mount_fs_at(c, idx, op->target, "overlay", MS_NOSUID | MS_NODEV, opts);
+}
+
 static void run_ops(struct child_ctx *c)
 {
     const struct sbx_plan *p = c->plan;
@@ -264,6 +305,7 @@ static void run_ops(struct child_ctx *c)
             mount_fs_at(c, (int)i, op->target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
             break;
         case SBX_OP_DEV: op_dev(c, op, (int)i); break;
+        case SBX_OP_OVERLAY: op_overlay(c, op, (int)i); break;
         case SBX_OP_MASK: op_mask(c, op, (int)i); break;
         case SBX_OP_READONLY: op_readonly(c, op, (int)i); break;
         case SBX_OP_DIR:
@@ -664,7 +706,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (!bind_fds) { close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]); goto early; }
     for (uint32_t i = 0; i < p->n_ops; i++) {
         bind_fds[i] = -1;
-        if (p->ops[i].kind != SBX_OP_BIND) continue;
+        if (p->ops[i].kind != SBX_OP_BIND && !(p->ops[i].kind == SBX_OP_OVERLAY && (p->ops[i].flags & SBX_F_IDMAP))) continue;
         bind_fds[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (bind_fds[i] < 0 && !(errno == ENOENT && (p->ops[i].flags & SBX_F_OPTIONAL))) {
             *err = (struct sbx_error){ SBX_STAGE_MOUNT_OP, errno, (int32_t)i };
@@ -702,7 +744,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         return -1;
     }
 
-    int userns = -1;
+    int userns = -1, userns_self = -1;
     int32_t stage = SBX_STAGE_NONE, index = -1;
     if ((p->flags & SBX_PLAN_SETGROUPS_DENY) && write_proc_file(pid, "setgroups", "deny") < 0) { stage = SBX_STAGE_SETGROUPS_FILE; goto fail; }
     if (write_proc_file(pid, "uid_map", p->uid_map) < 0) { stage = SBX_STAGE_UID_MAP; goto fail; }
@@ -713,13 +755,16 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
      * mapping them here, where we hold CAP_SYS_ADMIN over the host
      * filesystems, maps them for the child too. */
     for (uint32_t i = 0; i < p->n_ops; i++) {
-        if (p->ops[i].kind != SBX_OP_BIND || !(p->ops[i].flags & SBX_F_IDMAP) || bind_fds[i] < 0) continue;
+        if (!(p->ops[i].flags & SBX_F_IDMAP) || bind_fds[i] < 0) continue;
         index = (int32_t)i;
-        if (userns < 0) {
-            userns = p->idmap_uid_map ? make_userns(p->idmap_uid_map, p->idmap_gid_map) : open_userns(pid);
-            if (userns < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
-        }
-        struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns };
+        /* Overlay lower layers read as they are on disk (the sandbox's own
+         * namespace); read-write binds use the plan's idmap namespace if any. */
+        int self = p->ops[i].kind == SBX_OP_OVERLAY || !p->idmap_uid_map;
+        if (self && userns_self < 0) userns_self = open_userns(pid);
+        if (!self && userns < 0) userns = make_userns(p->idmap_uid_map, p->idmap_gid_map);
+        int ns = self ? userns_self : userns;
+        if (ns < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns };
         if (syscall(SYS_mount_setattr, bind_fds[i], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
     }
     index = -1;
@@ -729,7 +774,8 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     close_binds(bind_fds, p->n_ops);
     bind_fds = NULL;
     if (userns >= 0) close(userns);
-    userns = -1;
+    if (userns_self >= 0) close(userns_self);
+    userns = userns_self = -1;
     T("parent: go sent");
 
 
@@ -768,6 +814,7 @@ fail:
     *err = (struct sbx_error){ stage, errno, index };
     if (bind_fds) close_binds(bind_fds, p->n_ops);
     if (userns >= 0) close(userns);
+    if (userns_self >= 0) close(userns_self);
     fail_child(pid, pidfd);
     if (ep[0] >= 0) close(ep[0]);
     close(sv[0]);

@@ -25,6 +25,7 @@ enum sbx_op_kind {
     SBX_OP_READONLY = 6, /* make `target` (already inside the new root) read-only in place */
     SBX_OP_DIR = 7,      /* create directory `target` with `mode` */
     SBX_OP_SYMLINK = 8,  /* symlink `target` -> `source` */
+    SBX_OP_OVERLAY = 9,  /* overlayfs at `target`: lower = host `source`, `data` = "UPPER\nWORK" host dirs */
 };
 
 enum sbx_op_flags {

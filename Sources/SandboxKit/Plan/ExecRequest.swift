@@ -1,3 +1,34 @@
+/// Where a persistent (named) sandbox keeps what survives between execs.
+/// All host paths, created by the store before planning.
+public struct Persistence: Sendable, Equatable {
+    /// Sandbox name, exported as `SANDBOXD_SANDBOX`.
+    public var name: String
+    /// Root changes: `<rootChanges>/upper/<dir>` and `<rootChanges>/work/<dir>` for
+    /// each overlaid system directory (/usr, /etc, /opt...).
+    public var rootChanges: String
+    /// Bound read-write as the sandbox's HOME.
+    public var home: String
+    /// Bound read-only at `/sandbox/plan.md` when present.
+    public var plan: String?
+    /// Bound read-write at `/sandbox/results`.
+    public var results: String
+    public init(name: String, rootChanges: String, home: String, plan: String?, results: String) {
+        self.name = name
+        self.rootChanges = rootChanges
+        self.home = home
+        self.plan = plan
+        self.results = results
+    }
+
+    public static let planPath = "/sandbox/plan.md"
+    public static let resultsPath = "/sandbox/results"
+
+    /// The directory name of a system directory's layers: "/usr/local" -> "usr_local".
+    public static func layerName(_ dest: String) -> String {
+        String(dest.dropFirst().map { $0 == "/" ? "_" : $0 })
+    }
+}
+
 /// What the caller asked for, before any policy is applied: the CLI's flags
 /// and the facts about the invoking process the planner needs.
 public struct ExecRequest: Sendable, Equatable {
@@ -13,6 +44,8 @@ public struct ExecRequest: Sendable, Equatable {
     public var readWrite: [String]
     /// Give the command a pty (interactive use); the CLI sets it when stdin and stdout are terminals.
     public var tty: Bool
+    /// A named sandbox's persistent state, or nil for a throwaway sandbox.
+    public var persistence: Persistence?
 
     /// The invoking process: its environment (for the allow-list), home (for `~/` patterns), ids.
     public var hostEnvironment: [String: String]
@@ -32,6 +65,7 @@ public struct ExecRequest: Sendable, Equatable {
         self.readOnly = readOnly
         self.readWrite = readWrite
         self.tty = tty
+        self.persistence = nil
         self.hostEnvironment = hostEnvironment
         self.hostHome = hostHome
         self.hostUID = hostUID
@@ -41,7 +75,7 @@ public struct ExecRequest: Sendable, Equatable {
     public static func == (a: ExecRequest, b: ExecRequest) -> Bool {
         a.argv == b.argv && a.workdir == b.workdir && a.timeout == b.timeout
             && a.env.map { "\($0.0)=\($0.1)" } == b.env.map { "\($0.0)=\($0.1)" }
-            && a.readOnly == b.readOnly && a.readWrite == b.readWrite && a.tty == b.tty
+            && a.readOnly == b.readOnly && a.readWrite == b.readWrite && a.tty == b.tty && a.persistence == b.persistence
             && a.hostEnvironment == b.hostEnvironment && a.hostHome == b.hostHome
             && a.hostUID == b.hostUID && a.hostGID == b.hostGID
     }

@@ -3,7 +3,7 @@
 /// executes it and decides nothing.
 public struct LaunchPlan: Sendable, Equatable {
     public struct Mount: Sendable, Equatable {
-        public enum Kind: String, Sendable { case bind, tmpfs, proc, dev, mask, readOnly = "readonly", dir, symlink }
+        public enum Kind: String, Sendable { case bind, tmpfs, proc, dev, mask, readOnly = "readonly", dir, symlink, overlay }
         public var kind: Kind
         /// Host path (bind), link text (symlink), nil otherwise.
         public var source: String?
@@ -14,7 +14,7 @@ public struct LaunchPlan: Sendable, Equatable {
         public var optional = false
         /// Bind through an idmapped mount so files keep their host owner.
         public var idmap = false
-        /// tmpfs mount data.
+        /// tmpfs mount data; for an overlay, the upper and work directories (host paths).
         public var data: String?
         public var mode: UInt32 = 0
 
@@ -47,6 +47,18 @@ public struct LaunchPlan: Sendable, Equatable {
         /// nil: the sandbox's own namespace (which shows every id as it is on disk).
         public var idmapUIDMap: String? = nil
         public var idmapGIDMap: String? = nil
+
+        /// The host uid an id inside maps to, read off `uidMap` (nil if unmapped).
+        public func hostUID(forInside id: UInt32) -> UInt32? { Self.lookup(uidMap, id) }
+        public func hostGID(forInside id: UInt32) -> UInt32? { Self.lookup(gidMap, id) }
+
+        static func lookup(_ map: String, _ id: UInt32) -> UInt32? {
+            for line in map.split(separator: "\n") {
+                let f = line.split(separator: " ").compactMap { UInt32($0) }
+                if f.count == 3, id >= f[0], id - f[0] < f[2] { return f[1] + (id - f[0]) }
+            }
+            return nil
+        }
     }
 
     public var profile: String

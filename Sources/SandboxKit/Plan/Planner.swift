@@ -35,7 +35,15 @@ public struct Planner {
                 continue
             }
             guard let real = resolvedPath(src) else { continue }
-            mounts.append(.init(.bind, source: real, target: dest, readOnly: true, optional: true))
+            if let p = request.persistence, (st.st_mode & S_IFMT) == S_IFDIR || (st.st_mode & S_IFMT) == S_IFLNK {
+                // A named sandbox sees the host's system directories through an
+                // overlay whose upper layer persists: installed tools survive.
+                let layer = Persistence.layerName(dest)
+                mounts.append(.init(.overlay, source: real, target: dest, idmap: rootMode,
+                                    data: "\(p.rootChanges)/upper/\(layer)\n\(p.rootChanges)/work/\(layer)"))
+            } else {
+                mounts.append(.init(.bind, source: real, target: dest, readOnly: true, optional: true))
+            }
             binds.append((real, dest))
         }
         for spec in request.readOnly {
@@ -55,8 +63,14 @@ public struct Planner {
         }
         mounts.append(.init(.dev, target: "/dev"))
         mounts.append(.init(.tmpfs, target: "/tmp", data: "mode=1777,size=\(fs.tmpSize)"))
-        mounts.append(.init(.tmpfs, target: fs.home, data: "mode=0700,size=\(fs.homeSize),uid=\(ids.uid),gid=\(ids.gid)"))
-        if !fs.homeWritable { mounts.append(.init(.readOnly, target: fs.home)) }
+        if let p = request.persistence {
+            mounts.append(.init(.bind, source: p.home, target: fs.home, readOnly: !fs.homeWritable))
+            if let plan = p.plan { mounts.append(.init(.bind, source: plan, target: Persistence.planPath, readOnly: true)) }
+            mounts.append(.init(.bind, source: p.results, target: Persistence.resultsPath))
+        } else {
+            mounts.append(.init(.tmpfs, target: fs.home, data: "mode=0700,size=\(fs.homeSize),uid=\(ids.uid),gid=\(ids.gid)"))
+            if !fs.homeWritable { mounts.append(.init(.readOnly, target: fs.home)) }
+        }
 
         // The workdir at its own path, then extra read-write binds.
         let workdirWritable = fs.workdir == .readWrite
@@ -171,6 +185,11 @@ public struct Planner {
         set("LOGNAME", user)
         set("PWD", cwd)
         set("SANDBOXD_PROFILE", profile.name)
+        if let p = request.persistence {
+            set("SANDBOXD_SANDBOX", p.name)
+            if p.plan != nil { set("SANDBOXD_PLAN", Persistence.planPath) }
+            set("SANDBOXD_RESULTS", Persistence.resultsPath)
+        }
         if env["PATH"] == nil { set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
         for (k, v) in request.env { set(k, v) }
         return order.map { "\($0)=\(env[$0]!)" }
