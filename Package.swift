@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "sandboxd", targets: ["sandboxd"]),
+        .executable(name: "sandboxd-ext", targets: ["sandboxd-ext"]),
         .library(name: "SandboxKit", targets: ["SandboxKit"]),
     ],
     dependencies: [
@@ -16,20 +17,29 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // The only code that runs between clone() and execve(): raw syscalls, no allocation.
         .target(name: "CSandbox", cSettings: [.unsafeFlags(["-O2", "-fno-strict-aliasing"])]),
         .target(
             name: "SandboxKit",
             dependencies: ["CSandbox", "CSeccomp", "CCap", "CGit2"]
         ),
+        // What needs heavy shared libraries (libgit2, libarchive) lives apart from
+        // the launcher: linking them costs every process start ~3 ms.
+        .target(name: "SandboxExt", dependencies: ["SandboxKit", "CGit2", "CArchive"]),
         .executableTarget(
             name: "sandboxd",
             dependencies: ["SandboxKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // `sandboxd lock|gate|worktree|export|import` are forwarded here by execv.
+        .executableTarget(
+            name: "sandboxd-ext",
+            dependencies: ["SandboxExt", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // A small C program the integration tests run *inside* sandboxes to try abusive actions.
         .executableTarget(name: "sbx-probe"),
-        .testTarget(name: "SandboxKitTests", dependencies: ["SandboxKit"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["SandboxKit"]),
+        .testTarget(name: "SandboxKitTests", dependencies: ["SandboxKit", "SandboxExt"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SandboxKit", "SandboxExt"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/opt/swift/usr/bin:$PATH"
 
 # Debian packages sandboxd builds against (-dev) or measures with.
-SANDBOXD_BUILD_DEPS=(pkg-config libseccomp-dev libcap-dev libgit2-dev)
+SANDBOXD_BUILD_DEPS=(pkg-config libseccomp-dev libcap-dev libgit2-dev libarchive-dev)
 
 ensure_packages() {
     local missing=()
