@@ -134,6 +134,7 @@ public enum Launcher {
         case .readOnly: SBX_OP_READONLY.rawValue
         case .dir: SBX_OP_DIR.rawValue
         case .symlink: SBX_OP_SYMLINK.rawValue
+        case .overlay: SBX_OP_OVERLAY.rawValue
         }
     }
 }
