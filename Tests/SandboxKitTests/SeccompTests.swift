@@ -1,4 +1,6 @@
 import CSeccomp
+import Foundation
+import Glibc
 import Testing
 @testable import SandboxKit
 
@@ -50,6 +52,34 @@ struct SeccompTests {
     @Test func cacheReturnsTheSamePrograms() throws {
         let policy = SeccompPolicy.forProfile(.init())
         #expect(try SeccompCache.shared.programs(for: policy) == SeccompCompiler.compile(policy))
+    }
+
+    @Test func diskCacheRoundTripsAndDistrustsWhatOthersCanWrite() throws {
+        try withTempDir { dir in
+            let policy = SeccompPolicy.forProfile(.init(deny: ["acct"]))
+            let compiled = try SeccompCompiler.compile(policy)
+            let cacheDir = dir + "/cache"
+            #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
+            let file = cacheDir + "/seccomp-\(SeccompCache.fnv1a(SeccompCache.key(policy))).bpf"
+            #expect(access(file, R_OK) == 0, "a fresh process's cache writes the file")
+            // A fresh cache object (a new process) reads it back.
+            #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
+
+            // A file whose program was tampered with but whose key matches is only
+            // trusted if nobody else could have written it: make it group-writable.
+            var bytes = try #require(FileManager.default.contents(atPath: file))
+            bytes[bytes.count - 1] ^= 0xff
+            try bytes.write(to: URL(fileURLWithPath: file))
+            chmod(file, 0o620)
+            #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
+            // A wrong key (another policy's file under this name) is never used.
+            chmod(file, 0o600)
+            try Data("sandboxd-seccomp 2|other\n1\n12345678".utf8).write(to: URL(fileURLWithPath: file))
+            #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
+            // A directory others can write is not used at all.
+            chmod(cacheDir, 0o777)
+            #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
+        }
     }
 
     /// The `k` operands of a classic BPF program.
