@@ -22,6 +22,9 @@ struct GateCommand: ParsableCommand {
     @Option(name: .customLong("run"), help: "The sandbox run this work came from, named in the commit the gate makes for uncommitted changes.")
     var runID: String?
 
+    @Option(name: .customLong("claim"), help: "A path pattern the worker may change (repeatable). Default: the worker's locks on refs/sandboxd/locks.")
+    var claims: [String] = []
+
     @Option(help: "Read the worker's claims from this remote's lock ref (see `lock --remote`).")
     var remote: String?
 
@@ -30,7 +33,8 @@ struct GateCommand: ParsableCommand {
 
     func run() throws {
         try WorkspaceCLI.run {
-            let report = try Gate.run(repo: repo, worker: worker, rules: GateRules(Profile.Gate()), run: runID, remote: remote)
+            let report = try Gate.run(repo: repo, worker: worker, rules: GateRules(Profile.Gate()), run: runID,
+                                       claims: claims.isEmpty ? nil : claims, remote: remote)
             print(json ? report.json.rendered(pretty: true) : report.text, terminator: json ? "\n" : "")
             return report.passed ? 0 : 1
         }

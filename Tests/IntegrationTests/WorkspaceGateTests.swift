@@ -92,6 +92,26 @@ struct WorkspaceGateTests {
         #expect(o.report["claims"] as? [String] == ["docs/**", "src/a.swift"])
     }
 
+    @Test("claims given by the launcher are enforced even after the locks are gone")
+    func explicitClaims() throws {
+        try withWorkspaceTemp { tmp in
+            let repo = tmp + "/repo", state = tmp + "/state"
+            try WS.makeRepo(repo, files: WS.standardFiles)
+            let info = try Workspace.provision(repo: repo, worker: "w1", stateDir: state)
+            try WS.write(info.path + "/src/a.swift", "x\n")
+            try WS.write(info.path + "/docs/guide.md", "y\n")
+            var r = try WS.sandboxd(["gate", "--repo", repo, "--worker", "w1", "--claim", "src/**", "--json"], stateDir: state)
+            #expect(r.status == 1)
+            let report = try #require(try WS.json(r.stdout) as? [String: Any])
+            #expect(report["claims"] as? [String] == ["src/**"])
+            #expect((report["violations"] as? [[String: Any]])?.first?["path"] as? String == "docs/guide.md")
+            let viaLibrary = try Gate.run(repo: repo, worker: "w1", claims: ["src/**", "docs/*.md"], stateDir: state)
+            #expect(viaLibrary.passed, "\(viaLibrary.text)")
+            r = try WS.sandboxd(["lock", "list", "--repo", repo], stateDir: state)
+            #expect(r.stdout.contains("no locks"))
+        }
+    }
+
     @Test("size limits: lines and bytes (binary content counts whole)")
     func size() throws {
         var o = try Self.gate { w in

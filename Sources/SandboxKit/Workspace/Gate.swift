@@ -152,8 +152,13 @@ public enum Gate {
     /// included. The worker's claims are its locks on `refs/sandboxd/locks` (fetched from `remote`
     /// when given); with claims, only claimed paths may change. On failure nothing in the central
     /// repository changes.
+    ///
+    /// `claims` overrides the lock ref: a launcher that acquired claims for a run passes them here,
+    /// so they are enforced even if the locks were released or reclaimed in the meantime. An empty
+    /// list means "no claim rule"; nil means "the worker's locks on the lock ref".
     public static func run(repo: String, worker: String, rules: GateRules = GateRules(), run: String? = nil,
-                           remote: String? = nil, stateDir: String = StatePaths.stateDir()) throws -> GateReport {
+                           claims: [String]? = nil, remote: String? = nil,
+                           stateDir: String = StatePaths.stateDir()) throws -> GateReport {
         try Workspace.validateWorkerName(worker)
         let central = try Workspace.Central.open(repo)
         guard var info = try Workspace.readInfo(paths: .init(stateDir: stateDir, repoID: central.id, worker: worker)) else {
@@ -165,8 +170,8 @@ public enum Gate {
         let runLabel = run ?? "unnamed run, gated at \(WorkspaceSys.now())"
         let forbidden = try rules.forbidden.map { try PathPattern($0) }
         let tests = try rules.tests.map { try PathPattern($0) }
-        let claimTexts = try LockStore(repo: repo, remote: remote).patterns(of: worker)
-        let claims = try claimTexts.map { try PathPattern($0) }
+        let claimPatterns = try (claims ?? LockStore(repo: repo, remote: remote).patterns(of: worker)).map { try PathPattern($0) }
+        let claimTexts = claimPatterns.map(\.text)
 
         // The worker can rewrite its alternates and .git file; restore them before trusting either.
         try Workspace.secureGitDir(info)
@@ -184,7 +189,7 @@ public enum Gate {
             worker: worker, run: runLabel, repo: central.gitDir, worktree: info.path, branch: info.branch, base: base.hex,
             head: head.hex, result: nil, committedUncommitted: false, objectsImported: 0, claims: claimTexts,
             commitsChecked: 0, changes: [], lines: 0, bytes: 0, violations: [], rules: rules)
-        let checker = Checker(rules: rules, forbidden: forbidden, tests: tests, claims: claims, worker: worker)
+        let checker = Checker(rules: rules, forbidden: forbidden, tests: tests, claims: claimPatterns, worker: worker)
 
         // 1. The work tree (with index and untracked files) against the base: the whole change as the worker left it.
         let baseTree = try shadow.commitInfo(base).tree
