@@ -61,7 +61,10 @@ struct WorkspaceWorktreeTests {
             #expect(listed == ["w1", "w2"])
             // From a subdirectory of the repository, or from a linked worktree: the same central repository.
             #expect(try Workspace.lookup(repo: repo + "/src", worker: "w1", stateDir: state) == info)
-            #expect(try Workspace.repoID(repo: info.path) != info.repoID)  // the worktree's own git dir is the worker's
+            // From the worker's worktree: its central repository (from the metadata, not from the worker's files).
+            #expect(try Workspace.repoID(repo: info.path) == info.repoID)
+            #expect(try Workspace.lookup(repo: info.path + "/src", worker: "w1", stateDir: state) == info)
+            #expect(try LockStore(repo: info.path).gitDir == repo + "/.git")
             #expect(throws: SandboxError.self) { try Workspace.provision(repo: repo, worker: "../evil", stateDir: state) }
         }
     }

@@ -158,6 +158,10 @@ public enum Workspace {
             var repo = try GitRepo.discover(path)
             if repo.isWorktree {
                 repo = try GitRepo.open(repo.commonDir)
+            } else if let central = Workspace.centralOfWorkerGitDir(repo.gitDir) {
+                // A worker's worktree (or its git directory): its central repository, as recorded in
+                // the metadata file next to it, which the worker cannot write.
+                repo = try GitRepo.open(central)
             }
             let gitDir = WorkspaceSys.realPath(repo.commonDir) ?? repo.commonDir
             return Central(repo: repo, gitDir: gitDir, workdir: repo.workdir, id: Workspace.repoID(gitDir: gitDir))
@@ -199,6 +203,19 @@ public enum Workspace {
             gitDir = repoDir + "/" + worker + ".git"
             meta = repoDir + "/" + worker + ".meta"
         }
+    }
+
+    /// When `gitDir` is a worker's git directory (`<state>/worktrees/<id>/<worker>.git` with a
+    /// `<worker>.meta` beside it), the central repository's git directory recorded in that metadata.
+    static func centralOfWorkerGitDir(_ gitDir: String) -> String? {
+        let real = WorkspaceSys.realPath(gitDir) ?? gitDir
+        guard real.hasSuffix(".git") else { return nil }
+        let stem = String(real.dropLast(4))
+        let worker = stem.split(separator: "/").last.map(String.init) ?? ""
+        guard (try? validateWorkerName(worker)) != nil, let text = WorkspaceSys.readString(stem + ".meta") else { return nil }
+        let kv = KeyValueText(parsing: text)
+        guard kv["sandboxd-worktree"] == "1", kv["worker"] == worker, let repo = kv["repo"] else { return nil }
+        return repo
     }
 
     /// The directories an objects directory's `info/alternates` lists (absolute paths only).
@@ -449,7 +466,8 @@ public enum Workspace {
                                 missing: !WorkspaceSys.isDirectory(info.path), problem: nil)
         do {
             guard WorkspaceSys.isDirectory(info.gitDir) else { return st }
-            try secureGitDir(info)
+            // Best effort: a reader who cannot write the state directory still gets a status.
+            try? secureGitDir(info)
             let repo = try GitRepo.openBare(info.gitDir)
             let centralODB = try GitODB.open(objectsDir: info.centralObjectsDir)
             let odb = try repo.odb()
