@@ -103,7 +103,7 @@ func sbxOpenPty() throws -> (master: Int32, slave: Int32) {
         close(master)
         throw SbxError("pty setup: \(String(cString: strerror(errno)))")
     }
-    let slave = open(String(cString: name), O_RDWR | O_NOCTTY | O_CLOEXEC)
+    let slave = open(sbxString(name), O_RDWR | O_NOCTTY | O_CLOEXEC)
     guard slave >= 0 else { close(master); throw SbxError("open pty slave: \(String(cString: strerror(errno)))") }
     return (master, slave)
 }
@@ -413,6 +413,11 @@ enum SbxHost {
     }
 }
 
+/// A NUL-terminated C buffer as a String.
+func sbxString(_ buf: [CChar]) -> String {
+    String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// A unique string to find a sandbox's processes by.
 func sbxMarker(_ tag: String) -> String {
     "sbx-marker-\(tag)-\(UUID().uuidString.prefix(8).lowercased())"
@@ -428,6 +433,7 @@ func sbxJSON(_ text: String) throws -> [String: Any] {
 }
 
 /// A profile file in `dir` extending worker with extra TOML; returns its path.
+@discardableResult
 func sbxProfile(_ dir: SbxTemp, _ name: String, _ toml: String) throws -> String {
     try dir.write("profiles/\(name).toml", "extends = \"worker\"\n" + toml)
 }

@@ -48,7 +48,7 @@ final class SbxListener: @unchecked Sendable {
             let s = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin -> String in
                 var a = sin.pointee.sin_addr
                 inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
-                return String(cString: buf)
+                return sbxString(buf)
             }
             if !s.hasPrefix("127.") { out.append(s) }
         }
