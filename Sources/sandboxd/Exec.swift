@@ -3,6 +3,7 @@ import Glibc
 import SandboxKit
 
 /// `sandboxd exec`: run one command in a new sandbox and report how it ended.
+/// `sandboxd exec NAME -- CMD` resumes the named sandbox NAME instead (see `create`).
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "exec",
@@ -10,12 +11,15 @@ struct Exec: ParsableCommand {
         discussion: """
             Exit status: the command's own; 128+N if it died of signal N; 124 if the timeout \
             killed it; 125 if sandboxd could not set up the sandbox (bad flags or profile \
-            included); 126 if the command cannot be executed; 127 if it was not found.
+            included, or the named sandbox is in use); 126 if the command cannot be executed; \
+            127 if it was not found. `sandboxd exec NAME -- CMD`, NAME being a sandbox made \
+            by `sandboxd create`, runs in that sandbox with its profile, workdir, root changes, \
+            HOME, plan and results.
             """
     )
 
-    @Option(name: .shortAndLong, help: "Profile name or path to a .toml file.")
-    var profile: String = "worker"
+    @Option(name: .shortAndLong, help: "Profile name or path to a .toml file (default: worker).")
+    var profile: String?
 
     @Option(help: "Directory mounted at its own path as the workdir, and the command's working directory (default: the current directory).")
     var workdir: String?
@@ -41,7 +45,10 @@ struct Exec: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Give the command a terminal (default: when stdin and stdout are terminals).")
     var tty: Bool?
 
-    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
+    @Option(name: .customLong("workflow-id"), help: "Correlation id in a named sandbox's audit log (default: $SANDBOXD_WORKFLOW_ID).")
+    var workflowID: String?
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (or a sandbox name, `--`, then the command).")
     var command: [String] = []
 
     func validate() throws {
@@ -61,14 +68,47 @@ struct Exec: ParsableCommand {
     }
 
     func run() throws {
-        let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let host = HostFacts.current()
+        if profile == nil, let named = NamedExec.split(command, store: StoreCLI.store(host)) {
+            return try runNamed(named.name, named.argv, host)
+        }
+        let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let profileValue: Profile
-        switch Result(catching: { () throws(ProfileError) -> Profile in try ProfileCLI.loader().load(profile) }) {
+        switch Result(catching: { () throws(ProfileError) -> Profile in try ProfileCLI.loader().load(profile ?? "worker") }) {
         case .success(let p): profileValue = p
         case .failure(let e): throw ProfileCLI.fail(e)
         }
-        let request = ExecRequest(
+        switch Result(catching: { () throws(SandboxError) -> Int32 in try execute(profileValue, request(argv, host)) }) {
+        case .success(let code): if code != 0 { throw ArgumentParser.ExitCode(code) }
+        case .failure(let e):
+            CLI.warn(e.message)
+            throw ArgumentParser.ExitCode(e.exitCode)
+        }
+    }
+
+    /// `exec NAME -- CMD`: the named sandbox's profile, workdir and state; the lock held while it runs.
+    private func runNamed(_ name: String, _ argv: [String], _ host: HostFacts) throws {
+        guard workdir == nil else {
+            CLI.warn("exec \(name): a named sandbox has its own workdir; --workdir applies to throwaway sandboxes only")
+            throw ArgumentParser.ExitCode(ExitCode.sandboxFailed)
+        }
+        try StoreCLI.run { () throws(SandboxError) -> Int32 in
+            let store = StoreCLI.store(host)
+            let template = request(argv, host)
+            if dryRun {
+                let plan = try NamedExec.plan(store: store, name: name, template: template)
+                if let path = jsonReport { try emit(plan.json.rendered() + "\n", to: path) } else { print(plan.summary, terminator: "") }
+                return 0
+            }
+            let (plan, result) = try NamedExec.run(store: store, name: name, template: template,
+                                                   workflowID: AuditLog.workflowID(workflowID, environment: host.environment),
+                                                   cgroupName: "sandboxd-\(getpid())")
+            return try report(plan, result)
+        }
+    }
+
+    private func request(_ argv: [String], _ host: HostFacts) -> ExecRequest {
+        ExecRequest(
             argv: argv,
             workdir: workdir ?? host.cwd,
             timeout: timeout,
@@ -84,12 +124,6 @@ struct Exec: ParsableCommand {
             hostUID: geteuid(),
             hostGID: getegid()
         )
-        switch Result(catching: { () throws(SandboxError) -> Int32 in try execute(profileValue, request) }) {
-        case .success(let code): if code != 0 { throw ArgumentParser.ExitCode(code) }
-        case .failure(let e):
-            CLI.warn(e.message)
-            throw ArgumentParser.ExitCode(e.exitCode)
-        }
     }
 
     /// Plans, then prints the plan or runs it; returns the exit code.
@@ -99,7 +133,11 @@ struct Exec: ParsableCommand {
             if let path = jsonReport { try emit(plan.json.rendered() + "\n", to: path) } else { print(plan.summary, terminator: "") }
             return 0
         }
-        let result = try Supervisor().run(plan, cgroupName: "sandboxd-\(getpid())")
+        return try report(plan, try Supervisor().run(plan, cgroupName: "sandboxd-\(getpid())"))
+    }
+
+    /// Writes the report and the warnings; returns the exit code.
+    private func report(_ plan: LaunchPlan, _ result: SandboxResult) throws(SandboxError) -> Int32 {
         if let path = jsonReport { try emit(result.json.rendered() + "\n", to: path) }
         if result.timedOut { CLI.warn("timed out after \(plan.timeout) s; the sandbox was killed") }
         if result.oomKilled { CLI.warn("the memory limit (\(plan.limits.memory) bytes) was reached; the kernel killed a process in the sandbox") }

@@ -7,6 +7,7 @@ struct Sandboxd: ParsableCommand {
     /// Like ArgumentParser's main, but a usage error exits 125 as `docker run`
     /// does: 125 always means "sandboxd did not run your command".
     static func main() {
+        Forward.ifNeeded()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -30,5 +31,8 @@ struct Sandboxd: ParsableCommand {
     /// Every subcommand, one file each. Keep this list sorted by how often people use them.
     static let all: [ParsableCommand.Type] = [
         Exec.self, Profiles.self, ProfileCommand.self, Check.self, LockCommand.self, GateCommand.self, WorktreeCommand.self,
+        CreateCommand.self, ListCommand.self, InspectCommand.self, RemoveCommand.self,
+        CheckpointCommand.self, CheckpointsCommand.self, RewindCommand.self, AuditCommand.self,
+        ExportStub.self, ImportStub.self,
     ]
 }

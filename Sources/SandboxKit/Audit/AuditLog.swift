@@ -1,0 +1,185 @@
+import Glibc
+
+/// `audit.jsonl` of a named sandbox: one JSON object per line, one line per
+/// exec and per notable event, append-only and hash-chained.
+///
+/// Each line is written as the compact JSON object of its fields, the last
+/// two being `"prev"` (the previous line's hash, 64 zeros for the first) and
+/// `"hash"`: the SHA-256 of the line up to and excluding `,"hash":"..."`,
+/// with the closing `}` put back. `seq` counts from 1. Editing a line breaks
+/// its hash; deleting or reordering lines breaks `prev` and `seq`; cutting
+/// lines off the end is caught against the head the manifest records
+/// (`audit.seq`, `audit.hash`) each time it is written.
+public struct AuditLog {
+    public static let genesis = String(repeating: "0", count: 64)
+    /// Arguments and messages longer than this are cut in audit lines (the manifest has the run).
+    static let maximumField = 4096
+
+    public let path: String
+    public init(path: String) { self.path = path }
+
+    public struct Line: Sendable, Equatable {
+        public var seq: Int64
+        public var hash: String
+        public var json: JSON
+    }
+
+    /// The correlation id of this sandboxd invocation: `--workflow-id`,
+    /// else `$SANDBOXD_WORKFLOW_ID`, else a fresh random one.
+    public static func workflowID(_ explicit: String?, environment: [String: String]) -> String {
+        if let e = explicit, !e.isEmpty { return e }
+        if let e = environment["SANDBOXD_WORKFLOW_ID"], !e.isEmpty { return e }
+        return "wf-" + Clock.randomID()
+    }
+
+    /// Appends one event. `fields` come after the standard ones (seq, time,
+    /// event, sandbox, workflow, pid). Returns the line written.
+    @discardableResult
+    public func append(event: String, sandbox: String, workflow: String, _ fields: [(String, JSON)] = []) throws(SandboxError) -> Line {
+        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw SandboxError("cannot open the audit log \(path): \(errnoString())") }
+        defer { close(fd) }
+        let last = try lastLine(fd)
+        let seq = (last?.seq ?? 0) + 1
+        let prev = last?.hash ?? AuditLog.genesis
+        var body: [(String, JSON)] = [
+            ("seq", .int(seq)), ("time", .string(Clock.iso())), ("event", .string(event)),
+            ("sandbox", .string(sandbox)), ("workflow", .string(workflow)), ("pid", .int(Int64(getpid()))),
+        ]
+        body += fields.map { ($0.0, AuditLog.clip($0.1)) }
+        body.append(("prev", .string(prev)))
+        let unhashed = JSON.object(body).rendered(pretty: false)
+        let hash = SHA256.hex(of: unhashed)
+        let line = String(unhashed.dropLast()) + ",\"hash\":\"\(hash)\"}\n"
+        let ok = line.utf8CString.withUnsafeBufferPointer { p in
+            FileSys.writeAll(fd, UnsafeRawBufferPointer(start: p.baseAddress, count: p.count - 1))
+        }
+        guard ok, fdatasync(fd) == 0 else { throw SandboxError("cannot append to the audit log \(path): \(errnoString())") }
+        return Line(seq: seq, hash: hash, json: .object(body + [("hash", .string(hash))]))
+    }
+
+    /// The last complete line. A torn last line (the writer was killed
+    /// mid-write) is cut off so that the chain continues from the last whole one.
+    private func lastLine(_ fd: Int32) throws(SandboxError) -> Line? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SandboxError("cannot stat \(path): \(errnoString())") }
+        var size = Int(st.st_size)
+        guard size > 0 else { return nil }
+        var chunk = 8192
+        while true {
+            let start = max(0, size - chunk)
+            var buf = [UInt8](repeating: 0, count: size - start)
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+            guard n == buf.count else { throw SandboxError("cannot read \(path): \(errnoString())") }
+            if buf.last != 0x0A {
+                // Torn write: drop the partial line.
+                if let nl = buf.lastIndex(of: 0x0A) {
+                    size = start + nl + 1
+                } else if start == 0 {
+                    size = 0
+                } else {
+                    chunk *= 2
+                    continue
+                }
+                guard ftruncate(fd, off_t(size)) == 0 else { throw SandboxError("cannot repair \(path): \(errnoString())") }
+                if size == 0 { return nil }
+                continue
+            }
+            let body = buf.dropLast()
+            if let nl = body.lastIndex(of: 0x0A) {
+                return try parseLine(Array(body[(nl + 1)...]), number: 0)
+            }
+            if start == 0 { return try parseLine(Array(body), number: 1) }
+            chunk *= 2
+        }
+    }
+
+    private func parseLine(_ bytes: [UInt8], number: Int) throws(SandboxError) -> Line {
+        guard let json = try? JSONParser.parse(bytes), let seq = json["seq"]?.intValue, let hash = json["hash"]?.stringValue else {
+            throw SandboxError("the audit log \(path) ends with a damaged line; run `sandboxd audit verify` to see where")
+        }
+        return Line(seq: seq, hash: hash, json: json)
+    }
+
+    static func clip(_ v: JSON) -> JSON {
+        switch v {
+        case .string(let s) where s.utf8.count > maximumField: return .string(String(s.prefix(maximumField)) + "...")
+        case .array(let a): return .array(a.prefix(256).map(clip))
+        default: return v
+        }
+    }
+
+    // MARK: Verification
+
+    public struct Verification: Sendable, Equatable {
+        public var lines: Int
+        public var head: String
+        /// Empty when the log is intact.
+        public var problems: [String]
+        public var ok: Bool { problems.isEmpty }
+    }
+
+    /// Checks every line's hash, the chain of `prev`, the sequence numbers,
+    /// and that the log still holds `head` (the last line the manifest recorded).
+    public func verify(head: (seq: Int64, hash: String)? = nil) throws(SandboxError) -> Verification {
+        guard let bytes = try FileSys.read(path, limit: 1 << 30) else {
+            return Verification(lines: 0, head: AuditLog.genesis, problems: ["no audit log at \(path)"])
+        }
+        var problems: [String] = []
+        var prev = AuditLog.genesis
+        var expectedSeq: Int64 = 1
+        var count = 0
+        var seen: [Int64: String] = [:]
+        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
+        for (i, raw) in lines.enumerated() {
+            let number = i + 1
+            if raw.isEmpty {
+                if i == lines.count - 1 { break }
+                problems.append("line \(number): empty line")
+                continue
+            }
+            if i == lines.count - 1 {
+                problems.append("line \(number): no newline at the end (a torn or edited last line)")
+            }
+            count += 1
+            let text = Array(raw)
+            guard let json = try? JSONParser.parse(text) else {
+                problems.append("line \(number): not valid JSON (edited?)")
+                continue
+            }
+            guard let seq = json["seq"]?.intValue, let hash = json["hash"]?.stringValue, let linePrev = json["prev"]?.stringValue else {
+                problems.append("line \(number): missing seq, prev or hash")
+                continue
+            }
+            // The hashed text: the line without its trailing `,"hash":"<64 hex>"}`, with `}` put back.
+            let suffix = ",\"hash\":\"\(hash)\"}"
+            let lineText = String(decoding: text, as: UTF8.self)
+            if !lineText.hasSuffix(suffix) {
+                problems.append("line \(number) (seq \(seq)): hash is not the last field (edited?)")
+            } else if SHA256.hex(of: String(lineText.dropLast(suffix.count)) + "}") != hash {
+                problems.append("line \(number) (seq \(seq)): content does not match its hash (edited)")
+            }
+            if seq != expectedSeq {
+                problems.append("line \(number): seq \(seq) where \(expectedSeq) was expected (a line was removed, inserted or moved)")
+            }
+            if linePrev != prev {
+                let from = seen.first(where: { $0.value == linePrev }).map { "seq \($0.key)" } ?? "no line present"
+                problems.append("line \(number) (seq \(seq)): prev does not match the line before it (it follows \(from); removed or reordered lines)")
+            }
+            seen[seq] = hash
+            prev = hash
+            expectedSeq = seq + 1
+        }
+        // The head recorded in the manifest must still be in the log.
+        if let head, head.seq > 0, seen[head.seq] != head.hash {
+            problems.append("the head recorded in the manifest (seq \(head.seq)) is not in the log: lines were removed from the end or rewritten")
+        }
+        return Verification(lines: count, head: prev, problems: problems)
+    }
+
+    /// Every line, parsed (for `inspect` and tests); damaged lines are skipped.
+    public func lines() throws(SandboxError) -> [JSON] {
+        guard let bytes = try FileSys.read(path, limit: 1 << 30) else { return [] }
+        return bytes.split(separator: 0x0A).compactMap { try? JSONParser.parse(Array($0)) }
+    }
+}

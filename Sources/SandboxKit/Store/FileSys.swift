@@ -1,0 +1,376 @@
+import Glibc
+
+// glibc functions the Swift Glibc module leaves out (they need _GNU_SOURCE or <sys/xattr.h>).
+@_silgen_name("copy_file_range")
+private func sys_copy_file_range(_ fdIn: Int32, _ offIn: UnsafeMutablePointer<Int64>?, _ fdOut: Int32,
+                                 _ offOut: UnsafeMutablePointer<Int64>?, _ len: Int, _ flags: UInt32) -> Int
+@_silgen_name("llistxattr") private func sys_llistxattr(_ path: UnsafePointer<CChar>, _ list: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int
+@_silgen_name("lgetxattr") private func sys_lgetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
+@_silgen_name("lsetxattr") private func sys_lsetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32) -> Int32
+@_silgen_name("syncfs") private func sys_syncfs(_ fd: Int32) -> Int32
+
+/// File-system helpers of the store: reading and writing whole files, trees
+/// created, removed and copied without ever following a symlink.
+public enum FileSys {
+    /// The whole file, or nil if it cannot be opened. Refuses files larger than `limit`.
+    public static func read(_ path: String, limit: Int = 256 << 20) throws(SandboxError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw SandboxError("cannot open \(path): \(errnoString())")
+        }
+        defer { close(fd) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw SandboxError("cannot read \(path): \(errnoString())") }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+            if out.count > limit { throw SandboxError("\(path) is larger than \(limit) bytes") }
+        }
+        return out
+    }
+
+    /// Writes every byte of `buffer` to `fd`.
+    public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
+        var off = 0
+        while off < buffer.count {
+            let n = write(fd, buffer.baseAddress! + off, buffer.count - off)
+            if n < 0 { if errno == EINTR { continue }; return false }
+            off += n
+        }
+        return true
+    }
+
+    public static func exists(_ path: String) -> Bool { lstatPath(path) != nil }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        guard let st = lstatPath(path) else { return false }
+        return (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// mkdir, succeeding if a directory is already there.
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws(SandboxError) {
+        if mkdir(path, mode) == 0 { return }
+        if errno == EEXIST, isDirectory(path) { return }
+        throw SandboxError("cannot create directory \(path): \(errnoString())")
+    }
+
+    /// mkdir -p (absolute paths).
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SandboxError) {
+        if isDirectory(path) { return }
+        let parent = parentDirectory(path)
+        if parent != path && parent != "/" && parent != "." { try makeDirectories(parent, mode: mode) }
+        try makeDirectory(path, mode: mode)
+    }
+
+    /// Names in a directory, without "." and "..", unsorted.
+    public static func list(_ path: String) -> [String] {
+        guard let d = opendir(path) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public static func fsyncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    /// rename(2), then fsync of the directories involved.
+    public static func rename(_ from: String, _ to: String) throws(SandboxError) {
+        guard Glibc.rename(from, to) == 0 else { throw SandboxError("cannot rename \(from) to \(to): \(errnoString())") }
+        fsyncDirectory(parentDirectory(to))
+        if parentDirectory(from) != parentDirectory(to) { fsyncDirectory(parentDirectory(from)) }
+    }
+
+    /// Flushes the file system holding `path` (one call instead of an fsync per copied file).
+    public static func syncFileSystem(of path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { _ = sys_syncfs(fd); close(fd) }
+    }
+
+    /// rm -rf that never follows symlinks and gets through directories the
+    /// sandbox made unreadable. Missing paths are fine.
+    public static func removeTree(_ path: String) throws(SandboxError) {
+        guard let st = lstatPath(path) else { return }
+        if (st.st_mode & S_IFMT) != S_IFDIR {
+            guard unlink(path) == 0 || errno == ENOENT else { throw SandboxError("cannot remove \(path): \(errnoString())") }
+            return
+        }
+        let parent = parentDirectory(path)
+        let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard pfd >= 0 else { throw SandboxError("cannot open \(parent): \(errnoString())") }
+        defer { close(pfd) }
+        try removeEntry(pfd, String(path[path.index(after: path.lastIndex(of: "/")!)...]), display: path)
+    }
+
+    private static func removeEntry(_ dirfd: Int32, _ name: String, display: String) throws(SandboxError) {
+        if unlinkat(dirfd, name, 0) == 0 || errno == ENOENT { return }
+        guard errno == EISDIR else { throw SandboxError("cannot remove \(display): \(errnoString())") }
+        var fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 && errno == EACCES {
+            // A directory the sandbox made 000: only its owner (or root) can open it again.
+            fchmodat(dirfd, name, 0o700, 0)
+            fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+        guard fd >= 0 else { throw SandboxError("cannot open \(display): \(errnoString())") }
+        var st = stat()
+        if fstat(fd, &st) == 0 && (st.st_mode & 0o300) != 0o300 { fchmod(fd, (st.st_mode & 0o7777) | 0o700) }
+        guard let d = fdopendir(fd) else { close(fd); throw SandboxError("cannot read \(display): \(errnoString())") }
+        defer { closedir(d) }
+        while let e = readdir(d) {
+            let child = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if child == "." || child == ".." { continue }
+            try removeEntry(fd, child, display: display + "/" + child)
+        }
+        guard unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT else {
+            throw SandboxError("cannot remove \(display): \(errnoString())")
+        }
+    }
+
+    // MARK: Extended attributes
+
+    /// The names of `path`'s extended attributes (the link itself for a symlink).
+    public static func xattrNames(_ path: String) -> [String] {
+        let n = sys_llistxattr(path, nil, 0)
+        guard n > 0 else { return [] }
+        var buf = [CChar](repeating: 0, count: n)
+        let got = sys_llistxattr(path, &buf, n)
+        guard got > 0 else { return [] }
+        return buf[0..<got].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+
+    public static func xattr(_ path: String, _ name: String) -> [UInt8]? {
+        let n = sys_lgetxattr(path, name, nil, 0)
+        guard n >= 0 else { return nil }
+        var buf = [UInt8](repeating: 0, count: max(n, 1))
+        let got = buf.withUnsafeMutableBytes { sys_lgetxattr(path, name, $0.baseAddress, n) }
+        guard got >= 0 else { return nil }
+        return Array(buf[0..<got])
+    }
+
+    public static func setXattr(_ path: String, _ name: String, _ value: [UInt8]) -> Bool {
+        value.withUnsafeBytes { sys_lsetxattr(path, name, $0.baseAddress, $0.count, 0) } == 0
+    }
+
+    /// The extended attributes sandboxd carries along with files: overlayfs's
+    /// own (opaque directories, whiteouts) and user attributes. Never
+    /// `security.*` (file capabilities would be a privilege) or ACLs.
+    public static func isCarriedXattr(_ name: String) -> Bool {
+        name.hasPrefix("user.") || name.hasPrefix("trusted.overlay.")
+    }
+
+    // MARK: Copying trees
+
+    /// What a tree copy did, and how.
+    public struct CopyStats: Sendable, Equatable {
+        public var files = 0
+        public var directories = 0
+        public var symlinks = 0
+        public var others = 0
+        public var bytes: UInt64 = 0
+        /// Files shared with the source through FICLONE (copy-on-write extents).
+        public var reflinked = 0
+        public var hardLinks = 0
+    }
+
+    /// FICLONE: share the source's extents (btrfs, xfs with reflink, bcachefs...).
+    private static let ficlone: UInt = 0x4004_9409
+
+    /// Copies the tree at `source` to `destination` (which must not exist),
+    /// preserving types, modes, owners (when permitted), carried extended
+    /// attributes, hard links within the tree, and timestamps. Regular files
+    /// are reflinked when the file system allows, otherwise copied
+    /// (copy_file_range, which the kernel may do server- or block-side).
+    /// Symlinks are copied, never followed. Sockets are skipped.
+    public static func copyTree(_ source: String, _ destination: String) throws(SandboxError) -> CopyStats {
+        var copier = TreeCopier(preserveOwner: geteuid() == 0)
+        guard let st = lstatPath(source) else { throw SandboxError("cannot copy \(source): \(errnoString())") }
+        try copier.copy(source, destination, st)
+        try copier.finishDirectories()
+        return copier.stats
+    }
+
+    private struct TreeCopier {
+        var preserveOwner: Bool
+        var stats = CopyStats()
+        var reflinkWorks = true
+        /// (dev, ino) of multiply-linked files already copied -> their copy.
+        var linked: [String: String] = [:]
+        /// Directories whose times are set once their contents are in place (deepest first).
+        var pendingDirectories: [(String, stat)] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+
+        mutating func copy(_ src: String, _ dst: String, _ st: stat) throws(SandboxError) {
+            let type = st.st_mode & S_IFMT
+            if type == S_IFDIR {
+                guard mkdir(dst, 0o700) == 0 else { throw SandboxError("cannot create \(dst): \(errnoString())") }
+                stats.directories += 1
+                copyXattrs(src, dst)
+                for name in FileSys.list(src).sorted() {
+                    let s = src + "/" + name, d = dst + "/" + name
+                    guard let cst = lstatPath(s) else { continue }
+                    try copy(s, d, cst)
+                }
+                pendingDirectories.append((dst, st))
+                return
+            }
+            if type != S_IFDIR && st.st_nlink > 1 {
+                let key = "\(st.st_dev):\(st.st_ino)"
+                if let first = linked[key] {
+                    guard link(first, dst) == 0 else { throw SandboxError("cannot link \(dst): \(errnoString())") }
+                    stats.hardLinks += 1
+                    return
+                }
+                linked[key] = dst
+            }
+            switch type {
+            case S_IFREG:
+                try copyFile(src, dst, st)
+            case S_IFLNK:
+                guard let target = readLinkText(src) else { throw SandboxError("cannot read link \(src): \(errnoString())") }
+                guard symlink(target, dst) == 0 else { throw SandboxError("cannot create link \(dst): \(errnoString())") }
+                stats.symlinks += 1
+                finish(dst, st, isLink: true)
+            case S_IFCHR, S_IFBLK, S_IFIFO:
+                // Character device 0:0 is an overlayfs whiteout (a file deleted from the lower layer).
+                guard mknod(dst, (st.st_mode & S_IFMT) | 0o600, st.st_rdev) == 0 else {
+                    throw SandboxError("cannot create \(dst): \(errnoString())")
+                }
+                stats.others += 1
+                copyXattrs(src, dst)
+                finish(dst, st, isLink: false)
+            default:
+                return  // sockets: nothing to copy
+            }
+        }
+
+        mutating func copyFile(_ src: String, _ dst: String, _ st: stat) throws(SandboxError) {
+            let inFD = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard inFD >= 0 else { throw SandboxError("cannot open \(src): \(errnoString())") }
+            defer { close(inFD) }
+            let outFD = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard outFD >= 0 else { throw SandboxError("cannot create \(dst): \(errnoString())") }
+            defer { close(outFD) }
+            stats.files += 1
+            stats.bytes += UInt64(st.st_size)
+            if st.st_size > 0 {
+                var done = false
+                if reflinkWorks {
+                    if ioctl(outFD, FileSys.ficlone, inFD) == 0 {
+                        done = true
+                        stats.reflinked += 1
+                    } else if errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV || errno == EINVAL {
+                        reflinkWorks = false
+                    }
+                }
+                if !done { try copyData(inFD, outFD, Int(st.st_size), src) }
+            }
+            copyXattrs(src, dst)
+            if preserveOwner { fchown(outFD, st.st_uid, st.st_gid) }
+            fchmod(outFD, st.st_mode & 0o7777)
+            var times = [st.st_atim, st.st_mtim]
+            futimens(outFD, &times)
+        }
+
+        mutating func copyData(_ inFD: Int32, _ outFD: Int32, _ size: Int, _ src: String) throws(SandboxError) {
+            var left = size
+            while left > 0 {
+                let n = sys_copy_file_range(inFD, nil, outFD, nil, left, 0)
+                if n > 0 { left -= n; continue }
+                if n == 0 { break }  // the file shrank
+                if errno == EINTR { continue }
+                if errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS { break }
+                throw SandboxError("cannot copy \(src): \(errnoString())")
+            }
+            // Whatever copy_file_range could not do (or the rest after it stopped).
+            while true {
+                let r = buffer.withUnsafeMutableBytes { Glibc.read(inFD, $0.baseAddress, $0.count) }
+                if r < 0 { if errno == EINTR { continue }; throw SandboxError("cannot read \(src): \(errnoString())") }
+                if r == 0 { break }
+                let ok = buffer.withUnsafeBytes { FileSys.writeAll(outFD, UnsafeRawBufferPointer(rebasing: $0[0..<r])) }
+                guard ok else { throw SandboxError("cannot write a copy of \(src): \(errnoString())") }
+            }
+        }
+
+        func copyXattrs(_ src: String, _ dst: String) {
+            for name in FileSys.xattrNames(src) where FileSys.isCarriedXattr(name) {
+                if let v = FileSys.xattr(src, name) { _ = FileSys.setXattr(dst, name, v) }
+            }
+        }
+
+        func finish(_ path: String, _ st: stat, isLink: Bool) {
+            if preserveOwner { fchownat(AT_FDCWD, path, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
+            if !isLink { chmod(path, st.st_mode & 0o7777) }
+            var times = [st.st_atim, st.st_mtim]
+            utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
+        }
+
+        /// Modes, owners and times of directories, deepest first (the order they were completed).
+        mutating func finishDirectories() throws(SandboxError) {
+            for (path, st) in pendingDirectories { finish(path, st, isLink: false) }
+            pendingDirectories.removeAll()
+        }
+    }
+
+    static func readLinkText(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n >= 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Total size in bytes and number of entries below `path` (not following symlinks).
+    public static func usage(_ path: String) -> (bytes: UInt64, entries: Int) {
+        guard let st = lstatPath(path) else { return (0, 0) }
+        var bytes = UInt64(st.st_blocks) * 512, entries = 1
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for name in list(path) {
+                let u = usage(path + "/" + name)
+                bytes += u.bytes
+                entries += u.entries
+            }
+        }
+        return (bytes, entries)
+    }
+}
+
+/// Time stamps as the store writes them: UTC, ISO 8601, milliseconds.
+public enum Clock {
+    public static func now() -> timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return ts
+    }
+
+    public static func iso(_ ts: timespec = Clock.now()) -> String {
+        var t = ts.tv_sec
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        var buf = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%S", &parts)
+        let ms = ts.tv_nsec / 1_000_000
+        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) + ".\(msText)Z"
+    }
+
+    public static func seconds(_ ts: timespec = Clock.now()) -> Double { Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 }
+
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// A random hexadecimal identifier (`bytes` random bytes).
+    public static func randomID(bytes: Int = 8) -> String {
+        var g = SystemRandomNumberGenerator()
+        return SHA256.hex((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
+    }
+}

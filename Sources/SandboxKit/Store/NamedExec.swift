@@ -1,0 +1,176 @@
+import Glibc
+
+/// `sandboxd exec NAME -- CMD`: resume a named sandbox. The profile is the
+/// copy resolved at create, the workdir the sandbox's, and the persistent
+/// layout (overlay upper layers, HOME, plan, results) comes from the store.
+/// The run holds the sandbox's lock throughout and is recorded in the
+/// manifest (before launch as running, after with its exit and resources)
+/// and in the audit log.
+public enum NamedExec {
+    /// If `command` (exec's positional words) starts with the name of an
+    /// existing sandbox followed by `--` or more words, that name and the
+    /// command after it. Costs one stat.
+    public static func split(_ command: [String], store: SandboxStore) -> (name: String, argv: [String])? {
+        guard command.count >= 2, let first = command.first, first != "--", !first.hasPrefix("-"), store.exists(first) else { return nil }
+        var rest = Array(command.dropFirst())
+        if rest.first == "--" { rest.removeFirst() }
+        return (first, rest)
+    }
+
+    /// The profile a sandbox was created with, from its manifest.
+    public static func profile(_ m: SandboxManifest) throws(SandboxError) -> Profile {
+        let file = "manifest.json (profile \(m.profileName))"
+        do {
+            let table = try TOMLParser.parse(m.profileTOML, file: file)
+            var p = Profile(name: m.profileName)
+            try ProfileDecoder(file: file).apply(table, to: &p)
+            p.name = m.profileName
+            p.source = m.profileSource
+            return p
+        } catch {
+            throw SandboxError("sandbox \(m.name): its profile copy does not load: \(error)")
+        }
+    }
+
+    /// `template` with the sandbox's workdir and persistence filled in.
+    public static func request(_ template: ExecRequest, manifest m: SandboxManifest, paths p: SandboxPaths, store: SandboxStore) -> ExecRequest {
+        var r = template
+        r.workdir = store.workdir(m, p)
+        r.persistence = Persistence(name: m.name, rootChanges: p.rootChanges, home: p.home,
+                                    plan: m.plan != nil && FileSys.exists(p.plan) ? p.plan : nil, results: p.results)
+        return r
+    }
+
+    /// The launch plan for a named sandbox, without taking its lock (for `--dry-run`).
+    public static func plan(store: SandboxStore, name: String, template: ExecRequest) throws(SandboxError) -> LaunchPlan {
+        let m = try store.load(name)
+        let p = store.paths(name)
+        return try Planner().plan(profile: try profile(m), request: request(template, manifest: m, paths: p, store: store))
+    }
+
+    /// Runs `template.argv` in the sandbox `name`; returns the plan used and the result.
+    public static func run(store: SandboxStore, name: String, template: ExecRequest, workflowID: String,
+                           cgroupName: String) throws(SandboxError) -> (LaunchPlan, SandboxResult) {
+        let session = try SandboxSession.open(store: store, name: name, operation: "exec", workflow: workflowID)
+        defer { session.lock.release() }
+        let prof = try profile(session.manifest)
+        let req = request(template, manifest: session.manifest, paths: session.paths, store: store)
+        let plan: LaunchPlan
+        do {
+            plan = try Planner().plan(profile: prof, request: req)
+            try prepareDirectories(plan: plan, paths: session.paths, rootMode: template.hostUID == 0)
+        } catch {
+            try? session.record("exec.refused", workflow: workflowID, [("argv", .strings(template.argv)), ("error", .string(error.message))])
+            try? session.save()
+            throw error
+        }
+
+        let id = session.manifest.runCount + 1
+        var run = SandboxManifest.Run(id: id, pid: getpid(), argv: template.argv, workflowID: workflowID, start: Clock.iso())
+        session.manifest.runCount = id
+        session.manifest.runs.append(run)
+        if session.manifest.runs.count > SandboxManifest.keptRuns {
+            session.manifest.runs.removeFirst(session.manifest.runs.count - SandboxManifest.keptRuns)
+        }
+        session.manifest.status = .running
+        try session.record("exec.start", workflow: workflowID, [("run", .int(id)), ("argv", .strings(template.argv)),
+                                                                 ("profile", .string(prof.name)), ("cwd", .string(plan.cwd))])
+        try session.save()
+
+        let outcome = Result { () throws(SandboxError) -> SandboxResult in try Supervisor().run(plan, cgroupName: cgroupName) }
+        run.end = Clock.iso()
+        switch outcome {
+        case .success(let r):
+            run.state = .exited
+            run.exitCode = r.exitCode
+            run.signal = r.signal
+            run.timedOut = r.timedOut
+            run.wallSeconds = r.wallSeconds
+            run.cpuUserSeconds = r.userCPUSeconds
+            run.cpuSystemSeconds = r.systemCPUSeconds
+            run.peakMemoryBytes = r.peakMemoryBytes
+            run.oomKilled = r.oomKilled
+        case .failure(let e):
+            run.state = .failed
+            run.exitCode = e.exitCode
+            run.message = e.message
+        }
+        if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i] = run }
+        session.manifest.status = .idle
+        var fields: [(String, JSON)] = [("run", .int(id)), ("state", .string(run.state.rawValue)),
+                                        ("exit_code", run.exitCode.map { .int(Int64($0)) } ?? .null)]
+        if let s = run.signal { fields.append(("signal", .int(Int64(s)))) }
+        if let w = run.wallSeconds { fields.append(("wall_seconds", .double(w))) }
+        if let m = run.peakMemoryBytes { fields.append(("peak_memory_bytes", .uint(m))) }
+        if run.timedOut { fields.append(("timed_out", .bool(true))) }
+        if run.oomKilled { fields.append(("oom_killed", .bool(true))) }
+        if let m = run.message { fields.append(("error", .string(m))) }
+        try session.record(run.state == .failed ? "exec.failed" : "exec.end", workflow: workflowID, fields)
+        try session.save()
+        return (plan, try outcome.get())
+    }
+
+    /// The directories the plan binds or overlays, present and owned by the
+    /// host ids the sandbox's users map to: upper and work layers by the
+    /// sandbox's root (the overlay's mounter), HOME and results by the
+    /// command's user. Also checks that the sandbox's root can reach the
+    /// upper layers by path, which overlayfs needs.
+    static func prepareDirectories(plan: LaunchPlan, paths: SandboxPaths, rootMode: Bool) throws(SandboxError) {
+        let ids = plan.ids
+        let mounterUID = ids.hostUID(forInside: ids.setupUID) ?? geteuid()
+        let mounterGID = ids.hostGID(forInside: ids.setupGID) ?? getegid()
+        let userUID = ids.hostUID(forInside: ids.uid) ?? geteuid()
+        let userGID = ids.hostGID(forInside: ids.gid) ?? getegid()
+        var checked = false
+        for m in plan.mounts where m.kind == .overlay {
+            let layers = (m.data ?? "").split(separator: "\n").map(String.init)
+            guard layers.count == 2 else { continue }
+            if layers.contains(where: { $0.contains(",") || $0.contains(":") }) {
+                throw SandboxError("the state directory \(paths.dir) contains ',' or ':', which overlayfs mount options cannot carry; set SANDBOXD_HOME to a plainer path")
+            }
+            try ensure(parentDirectory(layers[0]), uid: nil, gid: nil, mode: 0o755)
+            try ensure(parentDirectory(layers[1]), uid: nil, gid: nil, mode: 0o755)
+            try ensure(layers[0], uid: mounterUID, gid: mounterGID, mode: 0o755)
+            try ensure(layers[1], uid: mounterUID, gid: mounterGID, mode: 0o755)
+            if rootMode && !checked {
+                try checkTraversable(layers[0], uid: mounterUID, gid: mounterGID)
+                checked = true
+            }
+        }
+        try ensure(paths.home, uid: userUID, gid: userGID, mode: 0o700)
+        try ensure(paths.results, uid: userUID, gid: userGID, mode: 0o755)
+    }
+
+    private static func ensure(_ path: String, uid: UInt32?, gid: UInt32?, mode: mode_t) throws(SandboxError) {
+        if lstatPath(path) == nil {
+            try FileSys.makeDirectory(path, mode: mode)
+            chmod(path, mode)
+        }
+        guard let st = lstatPath(path), (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw SandboxError("\(path) should be a directory; the sandbox's state is damaged")
+        }
+        if let uid, let gid, geteuid() == 0, st.st_uid != uid || st.st_gid != gid {
+            guard lchown(path, uid, gid) == 0 else { throw SandboxError("cannot chown \(path) to \(uid):\(gid): \(errnoString())") }
+        }
+    }
+
+    /// Every directory above `path` must be searchable by the host uid the
+    /// sandbox's root is: overlayfs opens its upper layer by path, with that uid's rights.
+    private static func checkTraversable(_ path: String, uid: UInt32, gid: UInt32) throws(SandboxError) {
+        var dir = parentDirectory(path)
+        var chain: [String] = []
+        while true {
+            chain.append(dir)
+            if dir == "/" { break }
+            dir = parentDirectory(dir)
+        }
+        for d in chain.reversed() {
+            guard let st = statPath(d) else { continue }
+            let mode = st.st_mode
+            let ok = st.st_uid == uid ? (mode & 0o100) != 0 : st.st_gid == gid ? (mode & 0o010) != 0 : (mode & 0o001) != 0
+            if !ok {
+                throw SandboxError("the sandbox's root (host uid \(uid)) cannot traverse \(d) (mode \(String(mode & 0o7777, radix: 8))), which holds its state; `chmod o+x \(d)`, or set SANDBOXD_HOME to a directory under a searchable path")
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Glibc
+
+/// The lock that serializes everything that changes a sandbox: `flock(2)` on
+/// `<sandbox>/lock`. The kernel drops it when the holder dies, however it
+/// dies, so a lock is never stale. While held, the file says who holds it
+/// (pid, operation, since when) for the message others get.
+public final class SandboxLock {
+    public struct Holder: Sendable, Equatable {
+        public var pid: Int32
+        public var operation: String
+        public var since: String
+    }
+
+    /// Exit code when the sandbox is in use: sandboxd did not run the command.
+    public static let busyExitCode = ExitCode.sandboxFailed
+
+    public let path: String
+    private var fd: Int32
+
+    private init(path: String, fd: Int32) {
+        self.path = path
+        self.fd = fd
+    }
+
+    deinit { release() }
+
+    /// Takes the lock without waiting, for a long operation (exec, export,
+    /// checkpoint...). Short holders (list and inspect repairing a record)
+    /// are waited out for up to `patience` seconds; a real holder is reported
+    /// at once: "sandbox NAME is in use by pid P (exec) since T".
+    public static func acquire(sandbox name: String, directory: String, operation: String,
+                               patience: Double = 2) throws(SandboxError) -> SandboxLock {
+        let path = directory + "/lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw SandboxError("no sandbox named '\(name)'") }
+            throw SandboxError("cannot open \(path): \(errnoString())")
+        }
+        let deadline = Clock.monotonic() + patience
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            if e == EINTR { continue }
+            guard e == EWOULDBLOCK else {
+                close(fd)
+                throw SandboxError("cannot lock \(path): \(errnoString(e))")
+            }
+            let holder = readHolder(fd)
+            if let h = holder, h.pid > 0, h.pid != getpid(), processExists(h.pid) || Clock.monotonic() >= deadline {
+                close(fd)
+                throw SandboxError(
+                    "sandbox \(name) is in use by pid \(h.pid) (\(h.operation)) since \(h.since); wait or use another sandbox",
+                    exitCode: busyExitCode)
+            }
+            if Clock.monotonic() >= deadline {
+                close(fd)
+                throw SandboxError("sandbox \(name) is in use (locked by another sandboxd); wait or use another sandbox",
+                                   exitCode: busyExitCode)
+            }
+            var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
+            nanosleep(&ts, nil)
+        }
+        let lock = SandboxLock(path: path, fd: fd)
+        // A lock file moved away (rm renames the directory) or replaced is not ours to hold.
+        var held = stat(), current = stat()
+        guard fstat(fd, &held) == 0, stat(path, &current) == 0, held.st_ino == current.st_ino, held.st_dev == current.st_dev else {
+            lock.release()
+            throw SandboxError("no sandbox named '\(name)' (it was removed)")
+        }
+        lock.record(operation)
+        return lock
+    }
+
+    /// Tries once, for short work that must not disturb a running exec
+    /// (list and inspect marking interrupted runs). nil when held by someone.
+    public static func tryAcquire(directory: String) -> SandboxLock? {
+        let fd = open(directory + "/lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); return nil }
+        return SandboxLock(path: directory + "/lock", fd: fd)
+    }
+
+    /// Who holds the lock of `directory` now, if anyone (a probe that takes and drops it).
+    public static func holder(directory: String) -> Holder? {
+        let fd = open(directory + "/lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        return readHolder(fd) ?? Holder(pid: 0, operation: "unknown", since: "")
+    }
+
+    /// Writes who holds the lock into the lock file.
+    public func record(_ operation: String) {
+        let text = JSON.object([("pid", .int(Int64(getpid()))), ("operation", .string(operation)), ("since", .string(Clock.iso()))])
+            .rendered(pretty: false) + "\n"
+        _ = ftruncate(fd, 0)
+        var t = text
+        _ = t.withUTF8 { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    public func release() {
+        guard fd >= 0 else { return }
+        _ = ftruncate(fd, 0)
+        flock(fd, LOCK_UN)
+        close(fd)
+        fd = -1
+    }
+
+    private static func readHolder(_ fd: Int32) -> Holder? {
+        var buf = [UInt8](repeating: 0, count: 1024)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0, let json = try? JSONParser.parse(Array(buf[0..<n]).filter { $0 != 0x0A }),
+              let pid = json["pid"]?.intValue else { return nil }
+        return Holder(pid: Int32(truncatingIfNeeded: pid), operation: json["operation"]?.stringValue ?? "?",
+                      since: json["since"]?.stringValue ?? "?")
+    }
+
+    static func processExists(_ pid: Int32) -> Bool {
+        guard pid > 0 else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+}
