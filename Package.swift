@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CSandbox", cSettings: [.unsafeFlags(["-O2", "-fno-strict-aliasing"])]),
         .target(
             name: "SandboxKit",
-            dependencies: ["CSandbox", "CSeccomp", "CCap", "CGit2"]
+            dependencies: ["CSandbox", "CSeccomp", "CCap"]
         ),
         // What needs heavy shared libraries (libgit2, libarchive) lives apart from
         // the launcher: linking them costs every process start ~3 ms.

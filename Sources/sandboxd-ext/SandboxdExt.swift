@@ -12,5 +12,5 @@ struct SandboxdExt: ParsableCommand {
         subcommands: SandboxdExt.all
     )
 
-    static let all: [ParsableCommand.Type] = []
+    static let all: [ParsableCommand.Type] = [LockCommand.self, GateCommand.self, WorktreeCommand.self]
 }

@@ -6,7 +6,7 @@ import Glibc
 /// replaced by `sandboxd-ext NAME ...` from the same directory, same arguments.
 enum Forward {
     /// The forwarded subcommand names: one list, extended as commands move.
-    static let commands: [String] = ["export", "import"]
+    static let commands: [String] = ["export", "import", "lock", "gate", "worktree"]
 
     /// Called first thing in `main`: execs `sandboxd-ext` when the first
     /// argument (or `help X`) names a forwarded command; returns otherwise.

@@ -30,7 +30,7 @@ struct Sandboxd: ParsableCommand {
 
     /// Every subcommand, one file each. Keep this list sorted by how often people use them.
     static let all: [ParsableCommand.Type] = [
-        Exec.self, Profiles.self, ProfileCommand.self, Check.self, LockCommand.self, GateCommand.self, WorktreeCommand.self,
+        Exec.self, Profiles.self, ProfileCommand.self, Check.self, LockStub.self, GateStub.self, WorktreeStub.self,
         CreateCommand.self, ListCommand.self, InspectCommand.self, RemoveCommand.self,
         CheckpointCommand.self, CheckpointsCommand.self, RewindCommand.self, AuditCommand.self,
         ExportStub.self, ImportStub.self,

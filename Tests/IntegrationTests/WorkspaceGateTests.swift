@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import SandboxKit
+@testable import SandboxExt
 
 /// The gate through the built binary: every class of violation is rejected with nothing changed
 /// in the central repository; a clean change is accepted and imported.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import SandboxKit
+@testable import SandboxExt
 
 /// Path locks through the built `sandboxd lock` binary: races, leases, sharing through a remote.
 @Suite("Workspace locks", .serialized)

@@ -3,7 +3,7 @@
 import Foundation
 import Testing
 
-import SandboxKit
+@testable import SandboxExt
 
 /// A temporary directory (mkdtemp), removed when `body` returns or throws.
 func withWorkspaceTemp<R>(_ body: (String) throws -> R) throws -> R {
@@ -84,11 +84,11 @@ enum WS {
     static let binary: String = {
         var candidates: [String] = []
         let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        candidates.append(bundleDir.appendingPathComponent("sandboxd").path)
-        candidates.append(bundleDir.deletingLastPathComponent().appendingPathComponent("sandboxd").path)
+        candidates.append(bundleDir.appendingPathComponent("sandboxd-ext").path)
+        candidates.append(bundleDir.deletingLastPathComponent().appendingPathComponent("sandboxd-ext").path)
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build-ws/debug/sandboxd").path)
-        candidates.append(root.appendingPathComponent(".build/debug/sandboxd").path)
+        candidates.append(root.appendingPathComponent(".build-ws/debug/sandboxd-ext").path)
+        candidates.append(root.appendingPathComponent(".build/debug/sandboxd-ext").path)
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[2]
     }()
 

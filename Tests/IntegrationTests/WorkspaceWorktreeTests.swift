@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import SandboxKit
+@testable import SandboxExt
 
 /// Worker worktrees: layout, isolation of the central repository, removal that never loses work.
 @Suite("Workspace worktrees")

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import SandboxKit
+@testable import SandboxExt
 
 /// Claims and rule patterns: normalization, matching concrete paths, and the conflict check.
 @Suite("Workspace path patterns")

@@ -193,6 +193,43 @@ struct ProtectedPathTests {
     }
 }
 
+extension ProtectedPathTests {
+    /// The read-only bind is optional: with no .git/hooks at launch there is
+    /// nothing to bind, and the sandbox may create the directory and a hook in it.
+    @Test("a hook cannot be planted when .git/hooks does not exist yet")
+    func gitHooksMissing() async throws {
+        try await withSbxTemp("git") { dir in
+            try dir.write("work/.git/HEAD", "ref: refs/heads/main\n")
+            try dir.write("work/.git/config", "[core]\n\tbare = false\n")
+            let r = await SbxExec(workdir: dir.path + "/work").run([
+                "sh", "-c", "mkdir -p .git/hooks && printf 'evil\\n' > .git/hooks/pre-commit; exit 0",
+            ])
+            #expect(r.exitCode == 0, "\(r)")
+            // BUG (Planner.swift: protected paths are `optional` read-only remounts of
+            // existing paths): a missing .git/hooks is simply not protected.
+            withKnownIssue("a missing .git/hooks can be created from inside") {
+                #expect(!dir.exists("work/.git/hooks/pre-commit"))
+            }
+        }
+    }
+
+    /// git reads its config from `$GIT_DIR/commondir` when that file exists, so
+    /// writing it redirects the host's git to a config the sandbox wrote
+    /// (core.fsmonitor, core.hooksPath: code run by the next `git status`).
+    @Test("git's config cannot be redirected through .git/commondir")
+    func gitCommondir() async throws {
+        try await withSbxTemp("git") { dir in
+            let fx = try SecretsFixture(dir)
+            let r = await SbxExec(workdir: fx.workdir).probe("write", ".git/commondir", "../evil\n")
+            // BUG (profiles/worker.toml `protected` covers only hooks and config): the
+            // rest of .git is writable, including files that redirect where config is read.
+            withKnownIssue(".git/commondir is writable") {
+                #expect(r.line.hasPrefix("DENIED"), "\(r)")
+            }
+        }
+    }
+}
+
 @Suite("Launcher: writable and read-only places")
 struct WritablePlacesTests {
     @Test("writes outside the workdir fail", arguments: ["/usr/sbx-probe", "/etc/sbx-probe", "/sbx-probe", "/opt/sbx-probe",

@@ -1,5 +1,5 @@
 import ArgumentParser
-import SandboxKit
+import SandboxExt
 
 /// `sandboxd gate --repo R --worker W [--json]`: check a worker's work and, if it passes, bring it back.
 struct GateCommand: ParsableCommand {

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import SandboxKit
+import SandboxExt
 
 /// Shared by `lock`, `gate` and `worktree`: run a body, turning a SandboxError into its message on
 /// stderr and its exit code.

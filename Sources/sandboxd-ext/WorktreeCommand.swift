@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import SandboxKit
+import SandboxExt
 
 /// `sandboxd worktree ...`: the per-worker worktrees of central repositories.
 struct WorktreeCommand: ParsableCommand {
