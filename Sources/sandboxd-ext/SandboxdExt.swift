@@ -12,5 +12,5 @@ struct SandboxdExt: ParsableCommand {
         subcommands: SandboxdExt.all
     )
 
-    static let all: [ParsableCommand.Type] = [LockCommand.self, GateCommand.self, WorktreeCommand.self]
+    static let all: [ParsableCommand.Type] = [LockCommand.self, GateCommand.self, WorktreeCommand.self, ExportCommand.self, ImportCommand.self]
 }

@@ -12,6 +12,16 @@ private func sys_copy_file_range(_ fdIn: Int32, _ offIn: UnsafeMutablePointer<In
 /// File-system helpers of the store: reading and writing whole files, trees
 /// created, removed and copied without ever following a symlink.
 public enum FileSys {
+    /// lstat(2); nil if the path does not exist (or cannot be reached).
+    public static func lstat(_ path: String) -> stat? { lstatPath(path) }
+    /// strerror(errno).
+    public static func errorText(_ e: Int32 = errno) -> String { errnoString(e) }
+    /// The directory part of an absolute path ("/" for "/x").
+    public static func parent(_ path: String) -> String { parentDirectory(path) }
+    /// realpath(3).
+    public static func realPath(_ path: String) -> String? { resolvedPath(path) }
+    public static func readLink(_ path: String) -> String? { readLinkText(path) }
+
     /// The whole file, or nil if it cannot be opened. Refuses files larger than `limit`.
     public static func read(_ path: String, limit: Int = 256 << 20) throws(SandboxError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)

@@ -60,7 +60,7 @@ public enum NamedExec {
             plan = try Planner().plan(profile: prof, request: req)
             try prepareDirectories(plan: plan, paths: session.paths, rootMode: template.hostUID == 0)
         } catch {
-            try? session.record("exec.refused", workflow: workflowID, [("argv", .strings(template.argv)), ("error", .string(error.message))])
+            _ = try? session.record("exec.refused", workflow: workflowID, [("argv", .strings(template.argv)), ("error", .string(error.message))])
             try? session.save()
             throw error
         }

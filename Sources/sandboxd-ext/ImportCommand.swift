@@ -1,0 +1,54 @@
+import ArgumentParser
+import SandboxExt
+
+/// `sandboxd import FILE [--name NEW]`
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Create a named sandbox from an archive written by `sandboxd export`.",
+        discussion: """
+            The content digest is verified before anything is unpacked. Refused, with nothing written: \
+            absolute paths, '..', links pointing out of the sandbox, device nodes (other than overlay \
+            whiteouts), setuid or setgid files, file capabilities, entries larger than declared, and \
+            archives whose files add up to more than --max-size.
+            """
+    )
+
+    @Argument(help: "The archive.")
+    var file: String
+
+    @Option(help: "Name of the new sandbox (default: the exported sandbox's name).")
+    var name: String?
+
+    @Option(name: .customLong("max-size"), help: "Refuse archives whose files add up to more than this (e.g. 64GiB, 500M).")
+    var maxSize: String = "64GiB"
+
+    @Option(name: .customLong("workflow-id"), help: "Correlation id for the audit log (default: $SANDBOXD_WORKFLOW_ID).")
+    var workflowID: String?
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard ArchiveCLI.size(maxSize) != nil else { throw ValidationError("--max-size \(maxSize): expected a size like 64GiB or 500M") }
+    }
+
+    func run() throws {
+        try ArchiveCLI.run { () throws(SandboxError) -> Int32 in
+            let s = try SandboxImporter.importArchive(store: ArchiveCLI.store(), file: file, name: name,
+                                                      workflow: ArchiveCLI.workflow(workflowID), maximumBytes: ArchiveCLI.size(maxSize)!)
+            if !s.auditIntact {
+                ArchiveCLI.warn("the imported audit log does not verify: \(s.auditProblems.joined(separator: "; "))")
+            }
+            if json {
+                print(JSON.object([
+                    ("name", .string(s.name)), ("entries", .int(Int64(s.entries))), ("bytes", .int(Int64(clamping: s.bytes))),
+                    ("sha256", .string(s.sha256)), ("seconds", .double(s.seconds)), ("audit_intact", .bool(s.auditIntact)),
+                ]).rendered())
+            } else {
+                print("imported sandbox \(s.name): \(s.entries) entries, \(s.bytes) bytes of files in \(String(format2: s.seconds)) s; sha256 \(s.sha256) verified")
+            }
+            return 0
+        }
+    }
+}
