@@ -136,6 +136,30 @@ struct BlockedPathTests {
         }
     }
 
+    /// A hard link in the workdir to a secret of the invoking user's home: the
+    /// home itself is not bound in (the usual case), but the link is another
+    /// name for the same bytes.
+    @Test("a hard link in the workdir to a ~/ secret reads empty", arguments: [
+        (".aws/credentials", false), (".netrc", false), (".aws/credentials", true), (".config/gcloud/legacy/me/adc.json", true),
+    ])
+    func hardLinkToHomeSecret(secret: String, homeBound: Bool) async throws {
+        try await withSbxTemp("hardlink") { dir in
+            let fx = try SecretsFixture(dir)
+            try dir.write("home/" + secret, "HOME-SECRET\n")
+            try dir.link("work/innocent.txt", to: "home/" + secret)
+            let sbx = SbxExec(workdir: fx.workdir, flags: homeBound ? ["--ro", dir.path + "/home:/hosthome"] : [],
+                              env: ["HOME": dir.path + "/home"])
+            let r = await sbx.probe("read", "innocent.txt")
+            // BUG (BlockedPaths.swift `maskHost`: `guard let target = translate(path) else
+            // { return }` comes before `noteInodes`, so a secret not visible inside is never
+            // looked up for the hard-link pass; and `noteInodes` only looks at the direct
+            // children of a blocked directory).
+            withKnownIssue("hard links to home secrets are readable") {
+                #expect(r.line == "OK len=0 data=", "\(r)")
+            } when: { !homeBound || secret.hasPrefix(".config/") }
+        }
+    }
+
     @Test("hidden system files read empty")
     func hiddenSystemFiles() async throws {
         try await withSbxTemp("hide") { dir in
