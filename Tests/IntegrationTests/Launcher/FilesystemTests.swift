@@ -126,13 +126,10 @@ struct BlockedPathTests {
             let sbx = SbxExec(workdir: fx.workdir, flags: ["--ro", home], env: ["HOME": home])
             let key = await sbx.probe("read", home + "/.ssh/id_rsa")
             #expect(key.line.hasPrefix("DENIED"), "\(key)")
-            // BUG (Planner.swift, `--ro` binds are planned before the /tmp and HOME
-            // tmpfs mounts): a `--ro` bind below /tmp is covered by the sandbox's
-            // own /tmp, so the bound home is not visible at all.
-            await withKnownIssue("a --ro bind below /tmp is hidden by the sandbox's /tmp tmpfs") {
-                let notes = await sbx.probe("read", home + "/notes")
-                #expect(notes.line == "OK len=3 data=hi\\n", "\(notes)")
-            }
+            // Was hidden by the sandbox's own /tmp while `--ro` binds were planned
+            // before the /tmp and HOME tmpfs mounts (Planner.swift).
+            let notes = await sbx.probe("read", home + "/notes")
+            #expect(notes.line == "OK len=3 data=hi\\n", "\(notes)")
         }
     }
 
