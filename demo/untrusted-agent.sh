@@ -11,7 +11,9 @@ secret=$(cat .env 2>/dev/null)
 [ -z "$secret" ] && refused "read the project's .env (it reads as empty)" || escaped "read .env: $secret"
 
 key=$(cat "$DEMO_HOST_HOME/.ssh/id_rsa" 2>/dev/null)
-[ -z "$key" ] && refused "read ~/.ssh/id_rsa through a bind of the home directory" || escaped "read the ssh key"
+if [ ! -f "$DEMO_HOST_HOME/profile.txt" ]; then escaped "(demo broken: the bound home is not visible, so the mask proves nothing)"
+elif [ -z "$key" ] && [ -z "$(ls -A "$DEMO_HOST_HOME/.ssh")" ]; then refused "read ~/.ssh/id_rsa through a bind of the home (the bind is there, .ssh is masked empty)"
+else escaped "read the ssh key"; fi
 
 link=$(cat notes-link 2>/dev/null)
 [ -z "$link" ] && refused "read .env through a symlink" || escaped "read .env via symlink: $link"

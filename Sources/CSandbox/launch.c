@@ -218,7 +218,8 @@ static void op_readonly(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
     int target = open_target(c->newroot_fd, op->target);
     if (target < 0) {
-        if (errno == ENOENT && (op->flags & SBX_F_OPTIONAL)) return;
+        /* ENOTDIR: a component is a file (a worktree's `.git` is one): absent too. */
+        if ((errno == ENOENT || errno == ENOTDIR) && (op->flags & SBX_F_OPTIONAL)) return;
         die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     int tree = (int)syscall(SYS_open_tree, target, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
@@ -234,7 +235,8 @@ static void op_mask(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
     int target = open_target(c->newroot_fd, op->target);
     if (target < 0) {
-        if (errno == ENOENT && (op->flags & SBX_F_OPTIONAL)) return;
+        /* ENOTDIR: a component is a file (a worktree's `.git` is one): absent too. */
+        if ((errno == ENOENT || errno == ENOTDIR) && (op->flags & SBX_F_OPTIONAL)) return;
         die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     struct stat st;

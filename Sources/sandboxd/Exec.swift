@@ -48,6 +48,18 @@ struct Exec: ParsableCommand {
     @Option(name: .customLong("workflow-id"), help: "Correlation id in a named sandbox's audit log (default: $SANDBOXD_WORKFLOW_ID).")
     var workflowID: String?
 
+    @Option(help: "Run in the worktree of worker --worker of this repository; the gate checks its changes afterwards.")
+    var repo: String?
+
+    @Option(help: "The worker (with --repo): its worktree is on branch sandboxd/NAME.")
+    var worker: String?
+
+    @Option(help: "With --repo: the commit a new worktree starts from (default: the repository's HEAD).")
+    var base: String?
+
+    @Option(name: .customLong("claim"), help: ArgumentHelp("With --repo: a path or glob the worker claims before it starts (repeatable); a conflict exits 75.", valueName: "PATTERN"))
+    var claims: [String] = []
+
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (or a sandbox name, `--`, then the command).")
     var command: [String] = []
 
@@ -59,6 +71,9 @@ struct Exec: ParsableCommand {
         for e in env where !e.contains("=") || e.hasPrefix("=") {
             throw ValidationError("--env \(e): expected K=V")
         }
+        if (repo == nil) != (worker == nil) { throw ValidationError("--repo and --worker go together") }
+        if repo == nil && (base != nil || !claims.isEmpty) { throw ValidationError("--base and --claim need --repo and --worker") }
+        if repo != nil && workdir != nil { throw ValidationError("--workdir and --repo exclude each other: the workdir is the worker's worktree") }
         for spec in readOnly + readWrite {
             let parts = spec.split(separator: ":", omittingEmptySubsequences: false)
             if parts.count > 2 || parts.contains(where: { !$0.hasPrefix("/") }) {
@@ -78,7 +93,10 @@ struct Exec: ParsableCommand {
         case .success(let p): profileValue = p
         case .failure(let e): throw ProfileCLI.fail(e)
         }
-        switch Result(catching: { () throws(SandboxError) -> Int32 in try execute(profileValue, request(argv, host)) }) {
+        switch Result(catching: { () throws(SandboxError) -> Int32 in
+            if let repo, let worker { return try runInRepo(repo, worker, profileValue, request(argv, host)) }
+            return try execute(profileValue, request(argv, host))
+        }) {
         case .success(let code): if code != 0 { throw ArgumentParser.ExitCode(code) }
         case .failure(let e):
             CLI.warn(e.message)
@@ -105,6 +123,34 @@ struct Exec: ParsableCommand {
                                                    cgroupName: "sandboxd-\(getpid())")
             return try report(plan, result)
         }
+    }
+
+    /// `exec --repo R --worker W`: provision and claim, run in the worktree, then
+    /// gate and release. The exit code is the command's, or 1 if the command
+    /// succeeded but the gate rejected its changes.
+    private func runInRepo(_ repo: String, _ worker: String, _ profile: Profile, _ template: ExecRequest) throws(SandboxError) -> Int32 {
+        let session = try RepoSession.begin(repo: repo, worker: worker, base: base, claims: dryRun ? [] : claims)
+        var request = template
+        request.workdir = session.workdir
+        request.readOnly += session.readOnly
+        request.readWrite += session.readWrite
+        let plan: LaunchPlan
+        let result: SandboxResult
+        do throws(SandboxError) {
+            plan = try Planner().plan(profile: profile, request: request)
+            if dryRun {
+                if let path = jsonReport { try emit(plan.json.rendered() + "\n", to: path) } else { print(plan.summary, terminator: "") }
+                return 0
+            }
+            result = try Supervisor().run(plan, cgroupName: "sandboxd-\(getpid())")
+        } catch {
+            _ = session.finish(runID: "exec-\(getpid())-failed")
+            throw error
+        }
+        let gate = session.finish(runID: "exec-\(getpid())")
+        CLI.warn(gate.passed ? "gate: passed; refs/heads/sandboxd/\(worker) holds the work" : "gate: REJECTED the changes of \(worker); nothing came back (see `sandboxd gate --repo \(repo) --worker \(worker)`)")
+        let code = try report(plan, result, extra: [("gate", gate.report ?? .object([("passed", .bool(gate.passed))]))])
+        return code == 0 && !gate.passed ? 1 : code
     }
 
     private func request(_ argv: [String], _ host: HostFacts) -> ExecRequest {
@@ -137,8 +183,12 @@ struct Exec: ParsableCommand {
     }
 
     /// Writes the report and the warnings; returns the exit code.
-    private func report(_ plan: LaunchPlan, _ result: SandboxResult) throws(SandboxError) -> Int32 {
-        if let path = jsonReport { try emit(result.json.rendered() + "\n", to: path) }
+    private func report(_ plan: LaunchPlan, _ result: SandboxResult, extra: [(String, JSON)] = []) throws(SandboxError) -> Int32 {
+        if let path = jsonReport {
+            var json = result.json
+            for (k, v) in extra { json = json.setting(k, v) }
+            try emit(json.rendered() + "\n", to: path)
+        }
         if result.timedOut { CLI.warn("timed out after \(plan.timeout) s; the sandbox was killed") }
         if result.oomKilled { CLI.warn("the memory limit (\(plan.limits.memory) bytes) was reached; the kernel killed a process in the sandbox") }
         return result.exitCode

@@ -158,6 +158,22 @@ struct PlannerTests {
         }
     }
 
+    @Test func callerBindsComeAfterTheTmpfsMountsTheyMayLieUnder() throws {
+        try withTempDir { dir in
+            let work = dir + "/w", extra = dir + "/extra"
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: extra, withIntermediateDirectories: true)
+            var req = request(work)
+            req.readOnly = [extra]
+            req.readWrite = [extra + ":/tmp/rw"]
+            let plan = try Planner().plan(profile: Profile(name: "worker"), request: req)
+            let tmp = try #require(plan.mounts.firstIndex { $0.kind == .tmpfs && $0.target == "/tmp" })
+            let ro = try #require(plan.mounts.firstIndex { $0.kind == .bind && $0.target == extra })
+            let rw = try #require(plan.mounts.firstIndex { $0.kind == .bind && $0.target == "/tmp/rw" })
+            #expect(tmp < ro && tmp < rw, "a bind under /tmp must not be covered by the /tmp tmpfs")
+        }
+    }
+
     @Test func missingReadWriteBindIsAnError() throws {
         try withTempDir { dir in
             var req = request(dir)

@@ -46,12 +46,6 @@ public struct Planner {
             }
             binds.append((real, dest))
         }
-        for spec in request.readOnly {
-            let (src, dest) = splitSpec(spec)
-            guard let real = resolvedPath(src) else { throw SandboxError("exec: --ro \(spec): \(src) does not exist") }
-            mounts.append(.init(.bind, source: real, target: dest, readOnly: true))
-            binds.append((real, dest))
-        }
 
         mounts.append(.init(.proc, target: "/proc"))
         for p in ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"] {
@@ -78,6 +72,13 @@ public struct Planner {
                             idmap: workdirWritable && rootMode && wst.st_uid == 0))
         binds.append((workdir, workdir))
         walkRoots.append(workdir)
+        // Caller binds come after /tmp and HOME, which would otherwise cover a bind below them.
+        for spec in request.readOnly {
+            let (src, dest) = splitSpec(spec)
+            guard let real = resolvedPath(src) else { throw SandboxError("exec: --ro \(spec): \(src) does not exist") }
+            mounts.append(.init(.bind, source: real, target: dest, readOnly: true))
+            binds.append((real, dest))
+        }
         for spec in fs.readWrite + request.readWrite {
             let (src, dest) = splitSpec(spec)
             guard let real = resolvedPath(src), let st = statPath(real) else {
