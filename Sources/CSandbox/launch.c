@@ -484,6 +484,41 @@ __attribute__((noreturn)) static void exec_command(struct child_ctx *c, int pty_
     die(c, SBX_STAGE_EXECVE, -1);
 }
 
+/* Pid 1 is a copy of sandboxd: its argument and environment areas still hold
+ * sandboxd's command line (with --env values) and host environment, and
+ * /proc/1/cmdline is readable by the command. Overwrite both, in place. The
+ * bounds are fields 48-51 of /proc/self/stat (arg_start arg_end env_start env_end). */
+static void scrub_own_cmdline(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* comm may hold spaces: count fields after it */
+    if (!p) return;
+    unsigned long v[4] = { 0 };
+    int field = 2; /* p points just before field 3 */
+    for (p++; *p && field < 51; p++) {
+        if (*p == ' ') { field++; continue; }
+        if (field >= 48) {
+            unsigned long x = 0;
+            while (*p >= '0' && *p <= '9') x = x * 10 + (unsigned long)(*p++ - '0');
+            v[field - 48] = x;
+            p--;
+        }
+    }
+    static const char name[] = "sandboxd-init";
+    if (v[0] && v[1] > v[0]) {
+        memset((void *)v[0], 0, v[1] - v[0]);
+        if (v[1] - v[0] > sizeof name) memcpy((void *)v[0], name, sizeof name);
+    }
+    if (v[2] && v[3] > v[2]) memset((void *)v[2], 0, v[3] - v[2]);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
 static void noop_handler(int sig) { (void)sig; }
 
 /* Pid 1: forward signals to the command, reap everything, and leave with it.
@@ -574,6 +609,8 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
     int no_fds = 0;
     if (recv_with_fds(sync_fd, &m, NULL, 0, &no_fds) < 0 || m.type != MSG_GO)
         _exit(SBX_EXIT_SETUP);
+
+    scrub_own_cmdline();
 
     /* Into the sandbox's cgroups before anything is allocated or forked. */
     for (uint32_t i = 0; i < p->n_cgroup_task_fds; i++)

@@ -67,6 +67,11 @@ struct Exec: ParsableCommand {
         if command.first == "--" && command.count == 1 || command.isEmpty {
             throw ValidationError("no command given; usage: sandboxd exec [OPTIONS] -- CMD [ARG...]")
         }
+        // The command is captured as-is, so an option sandboxd does not know lands
+        // here first: refuse it rather than try to run it.
+        if let first = command.first, first.hasPrefix("-"), first != "--" {
+            throw ValidationError("unknown option '\(first)'; see `sandboxd exec --help` (put the command after `--`)")
+        }
         if let t = timeout, !(t > 0) { throw ValidationError("--timeout \(t): must be a positive number of seconds") }
         for e in env where !e.contains("=") || e.hasPrefix("=") {
             throw ValidationError("--env \(e): expected K=V")
@@ -190,6 +195,7 @@ struct Exec: ParsableCommand {
             try emit(json.rendered() + "\n", to: path)
         }
         if result.timedOut { CLI.warn("timed out after \(plan.timeout) s; the sandbox was killed") }
+        for w in result.warnings { CLI.warn("WARNING: \(w)") }
         if result.oomKilled { CLI.warn("the memory limit (\(plan.limits.memory) bytes) was reached; the kernel killed a process in the sandbox") }
         return result.exitCode
     }

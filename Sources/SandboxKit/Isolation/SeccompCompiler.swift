@@ -49,8 +49,10 @@ public enum SeccompCompiler {
         return try export(ctx)
     }
 
-    /// Argument checks: clone with a namespace flag, and TIOCSTI/TIOCLINUX
-    /// matched on the low 32 bits of the request (so high-bit variants are caught).
+    /// Argument checks: clone with a namespace flag; TIOCSTI/TIOCLINUX matched
+    /// on the low 32 bits of the request (so high-bit variants are caught);
+    /// setuid/setgid mode bits. (openat2 carries its mode in memory BPF cannot
+    /// read: it is left out of the allow-list, answers ENOSYS, and libc falls back to openat.)
     static func compileArguments(_ policy: SeccompPolicy) throws(SandboxError) -> SeccompProgram {
         let ctx = try makeContext(defaultAction: actAllow)
         defer { seccomp_release(ctx) }
@@ -59,6 +61,20 @@ public enum SeccompCompiler {
         }
         for req in SeccompPolicy.refusedIoctls {
             try add(ctx, "ioctl", actErrno(EPERM), [cmp(1, SCMP_CMP_MASKED_EQ, 0xffff_ffff, req)])
+        }
+        // No setuid/setgid files: refuse the bits in every call that sets a mode.
+        for (name, modeArg, flagsArg) in SeccompPolicy.modeArguments {
+            for bit in SeccompPolicy.refusedModeBits {
+                let mode = cmp(modeArg, SCMP_CMP_MASKED_EQ, bit, bit)
+                if let flagsArg {
+                    // open's mode is garbage unless it creates: both conditions must hold.
+                    for create in SeccompPolicy.openCreateFlags {
+                        try add(ctx, name, actErrno(EPERM), [cmp(flagsArg, SCMP_CMP_MASKED_EQ, create, create), mode])
+                    }
+                } else {
+                    try add(ctx, name, actErrno(EPERM), [mode])
+                }
+            }
         }
         return try export(ctx)
     }

@@ -79,7 +79,7 @@ public struct SeccompPolicy: Sendable, Hashable {
         "mkdirat", "mknod", "mknodat", "mlock", "mlock2", "mlockall", "mmap", "modify_ldt", "mprotect",
         "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedsend", "mq_unlink", "mremap",
         "msgctl", "msgget", "msgrcv", "msgsnd", "mseal", "msync", "munlock", "munlockall", "munmap", "nanosleep",
-        "newfstatat", "open", "openat", "openat2", "pause", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2",
+        "newfstatat", "open", "openat", "pause", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2",
         "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll", "prctl", "pread64", "preadv", "preadv2",
         "prlimit64", "process_mrelease", "pselect6", "pwrite64", "pwritev", "pwritev2", "read", "readahead",
         "readlink", "readlinkat", "readv", "recvfrom", "recvmmsg", "recvmsg", "remap_file_pages", "removexattr",
@@ -115,6 +115,20 @@ public struct SeccompPolicy: Sendable, Hashable {
         0x5412, // TIOCSTI: push characters into a terminal's input
         0x541C, // TIOCLINUX: console selection paste, same effect
     ]
+    /// Mode bits a file may not be given: a setuid or setgid file written into a
+    /// bind (the workdir is idmapped, so the sandbox's root is the workdir
+    /// owner, possibly host root) would run with those privileges on the host.
+    public static let refusedModeBits: [UInt64] = [0o4000, 0o2000] // S_ISUID, S_ISGID
+
+    /// Where each syscall carries the new mode (argument index), and for the
+    /// open family the flags argument whose O_CREAT/O_TMPFILE makes the mode count.
+    public static let modeArguments: [(name: String, mode: UInt32, flags: UInt32?)] = [
+        ("chmod", 1, nil), ("fchmod", 1, nil), ("fchmodat", 2, nil), ("fchmodat2", 2, nil),
+        ("creat", 1, nil), ("mknod", 1, nil), ("mknodat", 2, nil),
+        ("open", 2, 1), ("openat", 3, 2),
+    ]
+    static let openCreateFlags: [UInt64] = [0o100, 0o20000000] // O_CREAT, __O_TMPFILE
+
     /// personality() values Docker permits: Linux defaults, and the "query" value.
     public static let personalities: [UInt64] = [0x0, 0x0008, 0x2_0000, 0x2_0008, 0xffff_ffff]
 }

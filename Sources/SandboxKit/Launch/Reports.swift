@@ -55,6 +55,7 @@ extension SandboxResult {
             ("peak_memory_bytes", peakMemoryBytes.map(JSON.uint) ?? .null),
             ("oom_killed", .bool(oomKilled)),
             ("profile", .string(profile)),
+            ("warnings", .strings(warnings)),
         ])
     }
 }

@@ -16,6 +16,8 @@ public struct SandboxResult: Sendable, Equatable {
     /// Whether the memory limit's OOM killer fired in the sandbox.
     public var oomKilled: Bool
     public var profile: String
+    /// Things the host should know about (printed by the CLI, listed in the report).
+    public var warnings: [String] = []
 }
 
 /// Runs a plan: cgroups, the janitor, the launch, then supervision until the
@@ -76,6 +78,7 @@ public struct Supervisor {
 
         let cg = cgroups?.usage()
         cleanupCgroups()
+        let gitWarning = plan.gitGuard?.verify()
 
         let final = reported ? cmdStatus : status
         var signal: Int32? = nil
@@ -92,7 +95,8 @@ public struct Supervisor {
             wallSeconds: monotonicSeconds() - start,
             userCPUSeconds: Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6,
             systemCPUSeconds: Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6,
-            peakMemoryBytes: cg?.peakMemory, oomKilled: cg?.oomKilled ?? false, profile: plan.profile)
+            peakMemoryBytes: cg?.peakMemory, oomKilled: cg?.oomKilled ?? false, profile: plan.profile,
+            warnings: gitWarning.map { [$0] } ?? [])
     }
 
     /// Polls until pid 1 exits. Returns whether the timeout fired.

@@ -46,9 +46,10 @@ struct BlockedPaths {
             } else {
                 path = hostPath
             }
+            // Even a secret no bind exposes may have another name inside one (a hard link).
+            noteInodes(path, into: &inodes)
             guard let target = translate(path) else { return }
             add(target)
-            noteInodes(path, into: &inodes)
         }
 
         var walkPatterns: [String] = []
@@ -106,19 +107,21 @@ struct BlockedPaths {
         return nil
     }
 
-    /// Records the inode of a blocked file that has other names (and of the
-    /// files directly inside a blocked directory), for the hard-link pass.
+    /// Records the inode of a blocked file that has other names (and of every
+    /// such file below a blocked directory), for the hard-link pass. Blocked
+    /// directories are small (~/.ssh, ~/.aws); the descent stops after 10,000 entries.
     private func noteInodes(_ path: String, into inodes: inout [(UInt64, UInt64)]) {
-        guard let st = lstatPath(path) else { return }
-        if (st.st_mode & S_IFMT) == S_IFREG {
-            if st.st_nlink > 1 { inodes.append((UInt64(st.st_dev), UInt64(st.st_ino))) }
-        } else if (st.st_mode & S_IFMT) == S_IFDIR {
-            for name in topLevelEntries(path) {
-                if let s = lstatPath(path + "/" + name), (s.st_mode & S_IFMT) == S_IFREG, s.st_nlink > 1 {
-                    inodes.append((UInt64(s.st_dev), UInt64(s.st_ino)))
-                }
+        var budget = 10_000
+        func visit(_ p: String) {
+            guard budget > 0, let st = lstatPath(p) else { return }
+            budget -= 1
+            switch st.st_mode & S_IFMT {
+            case S_IFREG where st.st_nlink > 1: inodes.append((UInt64(st.st_dev), UInt64(st.st_ino)))
+            case S_IFDIR: for name in topLevelEntries(p) { visit(p + "/" + name) }
+            default: break
             }
         }
+        visit(path)
     }
 
     private func topLevelEntries(_ dir: String) -> [String] {

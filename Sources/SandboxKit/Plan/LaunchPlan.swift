@@ -81,4 +81,6 @@ public struct LaunchPlan: Sendable, Equatable {
     /// How many blocked-path masks the planner found, and how many entries it walked to find them.
     public var maskedCount: Int
     public var walkedEntries: Int
+    /// Checks on the workdir's `.git` after the run (see GitGuard).
+    public var gitGuard: GitGuard? = nil
 }

@@ -68,8 +68,10 @@ public struct Planner {
 
         // The workdir at its own path, then extra read-write binds.
         let workdirWritable = fs.workdir == .readWrite
+        // Idmapped even when read-only: a root-owned workdir must read as owned by the
+        // sandbox's root, or its private files are unreadable (and git calls it dubious).
         mounts.append(.init(.bind, source: workdir, target: workdir, readOnly: !workdirWritable,
-                            idmap: workdirWritable && rootMode && wst.st_uid == 0))
+                            idmap: rootMode && wst.st_uid == 0))
         binds.append((workdir, workdir))
         walkRoots.append(workdir)
         // Caller binds come after /tmp and HOME, which would otherwise cover a bind below them.
@@ -89,8 +91,14 @@ public struct Planner {
             if (st.st_mode & S_IFMT) == S_IFDIR { walkRoots.append(real) }
         }
 
-        // Protected paths stay read-only inside the writable workdir.
+        // Protected paths stay read-only inside the writable workdir; .git itself
+        // becomes a mount point so it cannot be swapped for another.
+        var gitGuard: GitGuard? = nil
         if workdirWritable {
+            gitGuard = GitGuard.prepare(workdir: workdir)
+            if let g = gitGuard {
+                mounts.append(.init(.bind, source: g.gitDir, target: g.gitDir, idmap: rootMode && wst.st_uid == 0))
+            }
             for p in fs.protected {
                 mounts.append(.init(.readOnly, target: workdir + "/" + p, optional: true))
             }
@@ -125,7 +133,8 @@ public struct Planner {
             loopback: profile.network.mode == .loopback,
             tty: request.tty,
             maskedCount: blocked.targets.count,
-            walkedEntries: blocked.walked
+            walkedEntries: blocked.walked,
+            gitGuard: gitGuard
         )
     }
 

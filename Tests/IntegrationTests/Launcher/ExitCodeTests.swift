@@ -11,7 +11,6 @@ struct SbxExitCase: Sendable, CustomTestStringConvertible {
     /// Text sandboxd's stderr must contain.
     var stderr: String? = nil
     /// A bug: the case fails today (see the report in the test's comment).
-    var knownIssue: String? = nil
 
     var testDescription: String { "\(name) -> \(code)" }
 
@@ -34,8 +33,7 @@ struct SbxExitCase: Sendable, CustomTestStringConvertible {
               stderr: "no-such-profile"),
         .init(name: "malformed TOML names file:line", flags: ["--profile", "$DIR/profiles/broken.toml"], command: ["true"],
               code: 125, stderr: "broken.toml:3"),
-        .init(name: "unknown flag", flags: ["--no-such-flag"], command: ["true"], code: 125,
-              knownIssue: "an unknown flag before -- is taken as the command (exit 127)"),
+        .init(name: "unknown flag", flags: ["--no-such-flag"], command: ["true"], code: 125),
         .init(name: "bad --timeout", flags: ["--timeout", "-1"], command: ["true"], code: 125),
         .init(name: "relative --ro", flags: ["--ro", "relative/path"], command: ["true"], code: 125),
         .init(name: "missing --ro source", flags: ["--ro", "$DIR/missing"], command: ["true"], code: 125),
@@ -64,13 +62,7 @@ struct ExitCodeTests {
                 if c.code == 124 { #expect(r.seconds < 5, "\(r)") }
                 if c.code >= 124 && c.code <= 127 { #expect(r.stderr.hasPrefix("sandboxd: "), "\(r)") }
             }
-            if let issue = c.knownIssue {
-                // BUG, see the case: Exec.swift (`@Argument(parsing: .captureForPassthrough)`
-                // takes an unknown option as the first word of the command).
-                withKnownIssue(Comment(rawValue: issue)) { check() }
-            } else {
-                check()
-            }
+            check()
             #expect(SbxHost.cgroupDirs(named: "sandboxd-\(r.pid)").isEmpty)
         }
     }

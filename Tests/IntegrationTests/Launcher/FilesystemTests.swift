@@ -147,13 +147,8 @@ struct BlockedPathTests {
             let sbx = SbxExec(workdir: fx.workdir, flags: homeBound ? ["--ro", dir.path + "/home:/hosthome"] : [],
                               env: ["HOME": dir.path + "/home"])
             let r = await sbx.probe("read", "innocent.txt")
-            // BUG (BlockedPaths.swift `maskHost`: `guard let target = translate(path) else
-            // { return }` comes before `noteInodes`, so a secret not visible inside is never
-            // looked up for the hard-link pass; and `noteInodes` only looks at the direct
-            // children of a blocked directory).
-            withKnownIssue("hard links to home secrets are readable") {
-                #expect(r.line == "OK len=0 data=", "\(r)")
-            } when: { !homeBound || secret.hasPrefix(".config/") }
+            #expect(r.line == "OK len=0 data=", "\(r)")
+            
         }
     }
 
@@ -203,13 +198,9 @@ struct ProtectedPathTests {
                 "sh", "-c", "mv .git .git-moved && mkdir -p .git/hooks && printf 'evil\\n' > .git/hooks/pre-commit; exit 0",
             ])
             #expect(r.exitCode == 0, "\(r)")
-            // BUG (Planner.swift `protected` handling / launch.c op_readonly): only
-            // .git/hooks and .git/config are read-only mounts; their parent .git can
-            // be renamed and replaced, so a hook written inside lands on the host.
-            withKnownIssue(".git can be renamed away and a new .git/hooks written") {
-                #expect(dir.read("work/.git/hooks/pre-commit") == "#!/bin/sh\nexit 0\n")
-                #expect(!dir.exists("work/.git-moved"))
-            }
+            #expect(dir.read("work/.git/hooks/pre-commit") == "#!/bin/sh\nexit 0\n")
+            #expect(!dir.exists("work/.git-moved"))
+            
         }
     }
 }
@@ -226,11 +217,8 @@ extension ProtectedPathTests {
                 "sh", "-c", "mkdir -p .git/hooks && printf 'evil\\n' > .git/hooks/pre-commit; exit 0",
             ])
             #expect(r.exitCode == 0, "\(r)")
-            // BUG (Planner.swift: protected paths are `optional` read-only remounts of
-            // existing paths): a missing .git/hooks is simply not protected.
-            withKnownIssue("a missing .git/hooks can be created from inside") {
-                #expect(!dir.exists("work/.git/hooks/pre-commit"))
-            }
+            #expect(!dir.exists("work/.git/hooks/pre-commit"))
+            
         }
     }
 
@@ -242,11 +230,10 @@ extension ProtectedPathTests {
         try await withSbxTemp("git") { dir in
             let fx = try SecretsFixture(dir)
             let r = await SbxExec(workdir: fx.workdir).probe("write", ".git/commondir", "../evil\n")
-            // BUG (profiles/worker.toml `protected` covers only hooks and config): the
-            // rest of .git is writable, including files that redirect where config is read.
-            withKnownIssue(".git/commondir is writable") {
-                #expect(r.line.hasPrefix("DENIED"), "\(r)")
-            }
+            // It cannot be refused without changing git's behaviour when absent (see
+            // GitGuard): sandboxd moves a planted commondir into quarantine after the run.
+            #expect(!dir.exists("work/.git/commondir"), "\(r)")
+            #expect(r.stderr.contains("commondir"), "the host is warned: \(r)")
         }
     }
 }
@@ -341,9 +328,7 @@ struct WritablePlacesTests {
             stat(dir.path, &st)
             try #require(st.st_uid == 0, "this check needs a root-owned workdir")
             let sbx = SbxExec(workdir: dir.path + "/work", profile: profile)
-            // BUG (Planner.swift, workdir bind: `idmap: workdirWritable && rootMode && ...`):
-            // read-only workdirs are not idmapped.
-            await withKnownIssue("read-only workdir of root is seen as an unmapped owner") {
+            do {
                 let r = await sbx.probe("read", "private.txt")
                 #expect(r.line == "OK len=5 data=mine\\n", "\(r)")
                 chmod(dir.path + "/work", 0o700)
@@ -368,12 +353,8 @@ struct WritablePlacesTests {
             var st = stat()
             guard stat(dir.path + "/suid", &st) == 0 else { return }
             let setuidRoot = st.st_uid == 0 && (st.st_mode & S_ISUID) != 0
-            // BUG (Planner.swift: the workdir bind is idmapped 1:1 onto disk ids, so
-            // the sandbox's uid maps to host uid 0 for a root-owned workdir, and
-            // nothing refuses chmod u+s): the file is a setuid-root binary on the host.
-            withKnownIssue("a setuid-root file appears in the host's workdir") {
-                #expect(!setuidRoot, "mode \(String(st.st_mode, radix: 8)) uid \(st.st_uid)")
-            }
+            #expect(!setuidRoot, "mode \(String(st.st_mode, radix: 8)) uid \(st.st_uid)")
+            
         }
     }
 }
