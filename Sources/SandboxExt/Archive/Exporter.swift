@@ -65,7 +65,7 @@ public enum SandboxExporter {
         }
         let total = items.reduce(UInt64(0)) { $0 + $1.entry.size }
         let index = ExportFormat.Index(sandbox: name, created: Clock.iso(), totalBytes: total, entries: items.map(\.entry))
-        let indexBytes = Array((index.json.rendered(pretty: false) + "\n").utf8)
+        let indexBytes = index.json.bytes(pretty: false) + [0x0A]
 
         let tmp = out + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

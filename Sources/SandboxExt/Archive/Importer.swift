@@ -187,9 +187,11 @@ public enum SandboxImporter {
             let rc = archive_read_next_header(a, &entry)
             if rc == ARCHIVE_EOF { throw hostile("the archive ends before this entry of its index") }
             guard rc >= ARCHIVE_WARN, let e = entry else { throw hostile("unreadable entry header (\(archiveError(a)))") }
-            let path = String(cString: archive_entry_pathname(e))
-            guard path == expected.path else { throw hostile("the archive has \(path.prefix(300)) where its index says this") }
+            var path = String(cString: archive_entry_pathname(e))
             let type = archive_entry_filetype(e)
+            // tar writes directories with a trailing slash.
+            if type == S_IFDIR && path.hasSuffix("/") && path.count > 1 { path.removeLast() }
+            guard path == expected.path else { throw hostile("the archive has \(path.prefix(300)) where its index says this") }
             let hard = archive_entry_hardlink(e).map { String(cString: $0) }
             let mode = UInt32(archive_entry_perm(e))
             let size = archive_entry_size(e)

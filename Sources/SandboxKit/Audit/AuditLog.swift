@@ -48,7 +48,7 @@ public struct AuditLog {
         ]
         body += fields.map { ($0.0, AuditLog.clip($0.1)) }
         body.append(("prev", .string(prev)))
-        let unhashed = JSON.object(body).rendered(pretty: false)
+        let unhashed = JSON.object(body).compact()
         let hash = SHA256.hex(of: unhashed)
         let line = String(unhashed.dropLast()) + ",\"hash\":\"\(hash)\"}\n"
         let ok = line.utf8CString.withUnsafeBufferPointer { p in

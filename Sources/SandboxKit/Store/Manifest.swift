@@ -5,7 +5,7 @@ public struct SandboxManifest: Sendable, Equatable {
     public static let format = "sandboxd.sandbox"
     public static let currentVersion: Int64 = 1
     /// The manifest keeps the most recent runs; the audit log keeps all of them.
-    public static let keptRuns = 200
+    public static let keptRuns = 32
 
     public enum Status: String, Sendable {
         /// Created, never run.
@@ -128,7 +128,7 @@ public struct SandboxManifest: Sendable, Equatable {
         return .object(fields)
     }
 
-    public func rendered() -> [UInt8] { Array((json.rendered(pretty: true) + "\n").utf8) }
+    public func rendered() -> [UInt8] { json.bytes(pretty: true) + [0x0A] }
 
     public static func parse(_ bytes: [UInt8], file: String) throws(SandboxError) -> SandboxManifest {
         let root: JSON

@@ -125,6 +125,14 @@ public struct JSONParser {
 
     private mutating func string() throws(JSONParser.Error) -> String {
         i += 1  // opening quote
+        // Fast path: no escapes.
+        var j = i
+        while j < bytes.count, bytes[j] != 0x22, bytes[j] != 0x5C, bytes[j] >= 0x20 { j += 1 }
+        if j < bytes.count, bytes[j] == 0x22 {
+            let s = bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[i..<j]), as: UTF8.self) }
+            i = j + 1
+            return s
+        }
         var out = [UInt8]()
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
@@ -223,5 +231,98 @@ extension JSON {
         guard case .object(var fields) = self else { return self }
         if let idx = fields.firstIndex(where: { $0.0 == key }) { fields[idx].1 = value } else { fields.append((key, value)) }
         return .object(fields)
+    }
+}
+
+/// A byte-level JSON writer for the store's hot path (the manifest is
+/// rewritten twice per exec): the same text as `JSON.rendered`, built in
+/// one byte buffer.
+extension JSON {
+    public func bytes(pretty: Bool = true) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(8192)
+        write(into: &out, indent: pretty ? 0 : nil)
+        return out
+    }
+
+    public func compact() -> String { String(decoding: bytes(pretty: false), as: UTF8.self) }
+
+    private func write(into out: inout [UInt8], indent: Int?) {
+        switch self {
+        case .null: JSON.append("null", &out)
+        case .bool(let b): JSON.append(b ? "true" : "false", &out)
+        case .int(let i): JSON.append(String(i), &out)
+        case .double(let d): JSON.append(d.isFinite ? String(d) : "null", &out)
+        case .string(let s): JSON.quoteBytes(s, into: &out)
+        case .array(let items):
+            if items.isEmpty { out.append(0x5B); out.append(0x5D); return }
+            out.append(0x5B)
+            var first = true
+            for item in items {
+                if !first { out.append(0x2C) }
+                first = false
+                JSON.newlineBytes(&out, indent.map { $0 + 1 })
+                item.write(into: &out, indent: indent.map { $0 + 1 })
+            }
+            JSON.newlineBytes(&out, indent)
+            out.append(0x5D)
+        case .object(let fields):
+            if fields.isEmpty { out.append(0x7B); out.append(0x7D); return }
+            out.append(0x7B)
+            var first = true
+            for (k, v) in fields {
+                if !first { out.append(0x2C) }
+                first = false
+                JSON.newlineBytes(&out, indent.map { $0 + 1 })
+                JSON.quoteBytes(k, into: &out)
+                out.append(0x3A)
+                if indent != nil { out.append(0x20) }
+                v.write(into: &out, indent: indent.map { $0 + 1 })
+            }
+            JSON.newlineBytes(&out, indent)
+            out.append(0x7D)
+        }
+    }
+
+    @inline(__always) private static func append(_ s: String, _ out: inout [UInt8]) {
+        var s = s
+        s.withUTF8 { out.append(contentsOf: $0) }
+    }
+
+    private static func newlineBytes(_ out: inout [UInt8], _ indent: Int?) {
+        guard let indent else { return }
+        out.append(0x0A)
+        for _ in 0..<(indent * 2) { out.append(0x20) }
+    }
+
+    private static func quoteBytes(_ s: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        var s = s
+        s.withUTF8 { buf in
+            var start = 0
+            for i in 0..<buf.count {
+                let b = buf[i]
+                guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
+                if i > start { out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<i])) }
+                start = i + 1
+                out.append(0x5C)
+                switch b {
+                case 0x22: out.append(0x22)
+                case 0x5C: out.append(0x5C)
+                case 0x0A: out.append(0x6E)
+                case 0x0D: out.append(0x72)
+                case 0x09: out.append(0x74)
+                default:
+                    let hex: StaticString = "0123456789abcdef"
+                    out.append(0x75); out.append(0x30); out.append(0x30)
+                    hex.withUTF8Buffer { h in
+                        out.append(h[Int(b >> 4)])
+                        out.append(h[Int(b & 15)])
+                    }
+                }
+            }
+            if buf.count > start { out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<buf.count])) }
+        }
+        out.append(0x22)
     }
 }
