@@ -47,7 +47,7 @@ enum WorkspaceCLI {
         }.joined(separator: "\n") + "\n"
     }
 
-    static func claimJSON(_ c: LockClaim, now: Int64) -> WorkspaceJSON {
+    static func claimJSON(_ c: LockClaim, now: Int64) -> JSON {
         .object([
             ("worker", .string(c.worker)), ("pattern", .string(c.pattern)), ("host", .string(c.host)),
             ("pid", .int(Int64(c.pid))), ("acquired", .int(c.acquired)), ("expires", .int(c.expires)),
@@ -111,7 +111,7 @@ struct LockCommand: ParsableCommand {
                                                 pid: pid ?? getppid())
                 let now = Int64(time(nil))
                 if json {
-                    print(WorkspaceJSON.array(granted.map { WorkspaceCLI.claimJSON($0, now: now) }).rendered(pretty: true))
+                    print(JSON.array(granted.map { WorkspaceCLI.claimJSON($0, now: now) }).rendered(pretty: true))
                 } else {
                     let until = granted.first.map { $0.expires == 0 ? "no expiry" : "lease until \(WorkspaceCLI.date($0.expires))" } ?? ""
                     print("\(worker) holds \(granted.map(\.pattern).joined(separator: ", ")) (\(until))")
@@ -165,7 +165,7 @@ struct LockCommand: ParsableCommand {
                 let claims = try store.list()
                 let now = Int64(time(nil))
                 if json {
-                    print(WorkspaceJSON.object([
+                    print(JSON.object([
                         ("ref", .string(LockStore.ref)), ("repo", .string(store.gitDir)),
                         ("locks", .array(claims.map { WorkspaceCLI.claimJSON($0, now: now) })),
                     ]).rendered(pretty: true))

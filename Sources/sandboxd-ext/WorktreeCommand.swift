@@ -11,8 +11,8 @@ struct WorktreeCommand: ParsableCommand {
         subcommands: [Add.self, List.self, Remove.self, Prune.self]
     )
 
-    static func infoJSON(_ i: WorktreeInfo, _ st: WorktreeStatus?) -> WorkspaceJSON {
-        var members: [(String, WorkspaceJSON)] = [
+    static func infoJSON(_ i: WorktreeInfo, _ st: WorktreeStatus?) -> JSON {
+        var members: [(String, JSON)] = [
             ("worker", .string(i.worker)), ("repoID", .string(i.repoID)), ("repo", .string(i.centralGitDir)),
             ("repoWorkdir", .str(i.centralWorkdir)), ("path", .string(i.path)), ("gitDir", .string(i.gitDir)),
             ("commonDir", .string(i.commonDir)), ("objectsDir", .string(i.objectsDir)),
@@ -85,7 +85,7 @@ struct WorktreeCommand: ParsableCommand {
                 let infos = try Workspace.list(repo: repo)
                 let all = infos.map { ($0, Workspace.status($0)) }
                 if json {
-                    print(WorkspaceJSON.array(all.map { WorktreeCommand.infoJSON($0.0, $0.1) }).rendered(pretty: true))
+                    print(JSON.array(all.map { WorktreeCommand.infoJSON($0.0, $0.1) }).rendered(pretty: true))
                 } else if all.isEmpty {
                     print("no worktrees")
                 } else {

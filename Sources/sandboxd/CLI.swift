@@ -23,8 +23,11 @@ struct HostFacts {
             }
             entry = current + 1
         }
-        var buf = [CChar](repeating: 0, count: 4096)
-        let cwd = getcwd(&buf, buf.count) != nil ? String(cString: buf) : "/"
+        var cwd = "/"
+        if let pointer = getcwd(nil, 0) {
+            cwd = String(cString: pointer)
+            free(pointer)
+        }
         var home = environment["HOME"] ?? ""
         if home.isEmpty, let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir { home = String(cString: dir) }
         return HostFacts(cwd: cwd, home: home.isEmpty ? "/" : home, environment: environment)

@@ -27,16 +27,8 @@ struct Profiles: ParsableCommand {
 enum ProfileCLI {
     /// A loader for the current directory, environment and home of this process.
     static func loader() -> ProfileLoader {
-        var environment: [String: String] = [:]
-        var entry: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
-        while let current = entry, let pointer = current.pointee {
-            let pair = String(cString: pointer)
-            if let equals = pair.firstIndex(of: "=") {
-                environment[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
-            }
-            entry = current + 1
-        }
-        return ProfileLoader(cwd: currentDirectory(), environment: environment, homeDirectory: home(environment))
+        let host = HostFacts.current()
+        return ProfileLoader(cwd: host.cwd, environment: host.environment, homeDirectory: host.home)
     }
 
     /// Prints `sandboxd: <error>` to stderr and returns the exit to throw (125).
@@ -55,17 +47,5 @@ enum ProfileCLI {
                 column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count + 2)
             }.joined() + "\n"
         }.joined()
-    }
-
-    private static func currentDirectory() -> String {
-        guard let pointer = getcwd(nil, 0) else { return "/" }
-        defer { free(pointer) }
-        return String(cString: pointer)
-    }
-
-    private static func home(_ environment: [String: String]) -> String {
-        if let home = environment["HOME"], !home.isEmpty { return home }
-        if let entry = getpwuid(getuid()), let directory = entry.pointee.pw_dir { return String(cString: directory) }
-        return "/"
     }
 }

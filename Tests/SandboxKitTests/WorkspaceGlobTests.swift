@@ -222,8 +222,8 @@ struct WorkspaceGlobTests {
 
     @Test("JSON writer escapes strings")
     func json() {
-        let v = WorkspaceJSON.object([("a", .string("q\"\\\n\u{1}é")), ("b", .array([.int(-3), .bool(true), .null]))])
-        #expect(v.rendered() == #"{"a":"q\"\\\n\u0001é","b":[-3,true,null]}"#)
+        let v = JSON.object([("a", .string("q\"\\\n\u{1}é")), ("b", .array([.int(-3), .bool(true), .null]))])
+        #expect(v.rendered(pretty: false) == #"{"a":"q\"\\\n\u0001é","b":[-3,true,null]}"#)
     }
 
     @Test("claim metadata round-trips")

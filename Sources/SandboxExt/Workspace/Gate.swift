@@ -24,7 +24,7 @@ public struct GateRules: Sendable, Equatable {
         self.init(maxLines: gate.maxLines, maxBytes: gate.maxBytes, forbidden: gate.forbidden, tests: gate.tests)
     }
 
-    public var json: WorkspaceJSON {
+    public var json: JSON {
         .object([
             ("maxLines", .int(Int64(clamping: maxLines))), ("maxBytes", .int(Int64(clamping: maxBytes))),
             ("forbidden", .array(forbidden.map { .string($0) })), ("tests", .array(tests.map { .string($0) })),
@@ -55,7 +55,7 @@ public struct GateViolation: Sendable, Equatable {
     public var commit: String?
     public var message: String
 
-    public var json: WorkspaceJSON {
+    public var json: JSON {
         .object([("rule", .string(rule.rawValue)), ("path", .str(path)), ("commit", .str(commit)), ("message", .string(message))])
     }
 }
@@ -70,7 +70,7 @@ public struct GateChange: Sendable, Equatable {
     public var bytes: UInt64
     public var binary: Bool
 
-    public var json: WorkspaceJSON {
+    public var json: JSON {
         .object([("status", .string(status)), ("path", .string(path)), ("linesAdded", .int(Int64(clamping: linesAdded))),
                  ("linesRemoved", .int(Int64(clamping: linesRemoved))), ("bytes", .int(Int64(clamping: bytes))),
                  ("binary", .bool(binary))])
@@ -104,7 +104,7 @@ public struct GateReport: Sendable, Equatable {
 
     public var passed: Bool { violations.isEmpty }
 
-    public var json: WorkspaceJSON {
+    public var json: JSON {
         .object([
             ("passed", .bool(passed)), ("worker", .string(worker)), ("run", .string(run)), ("repo", .string(repo)),
             ("worktree", .string(worktree)), ("branch", .string(branch)), ("base", .string(base)), ("head", .str(head)),

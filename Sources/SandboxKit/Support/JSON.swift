@@ -78,6 +78,8 @@ public indirect enum JSON: Sendable, Equatable {
 }
 
 extension JSON {
-    static func strings(_ a: [String]) -> JSON { .array(a.map { .string($0) }) }
-    static func uint(_ v: UInt64) -> JSON { .int(Int64(clamping: v)) }
+    public static func strings(_ a: [String]) -> JSON { .array(a.map { .string($0) }) }
+    public static func uint(_ v: UInt64) -> JSON { .int(Int64(clamping: v)) }
+    /// A string, or null.
+    public static func str(_ s: String?) -> JSON { s.map { .string($0) } ?? .null }
 }
