@@ -35,10 +35,12 @@ public struct AuditLog {
     /// Appends one event. `fields` come after the standard ones (seq, time,
     /// event, sandbox, workflow, pid). Returns the line written.
     @discardableResult
-    public func append(event: String, sandbox: String, workflow: String, _ fields: [(String, JSON)] = []) throws(SandboxError) -> Line {
+    public func append(event: String, sandbox: String, workflow: String, _ fields: [(String, JSON)] = [],
+                       deferred: DeferredSync? = nil) throws(SandboxError) -> Line {
         let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw SandboxError("cannot open the audit log \(path): \(errnoString())") }
-        defer { close(fd) }
+        var keep = false
+        defer { if !keep { close(fd) } }
         let last = try lastLine(fd)
         let seq = (last?.seq ?? 0) + 1
         let prev = last?.hash ?? AuditLog.genesis
@@ -54,7 +56,13 @@ public struct AuditLog {
         let ok = line.utf8CString.withUnsafeBufferPointer { p in
             FileSys.writeAll(fd, UnsafeRawBufferPointer(start: p.baseAddress, count: p.count - 1))
         }
-        guard ok, fdatasync(fd) == 0 else { throw SandboxError("cannot append to the audit log \(path): \(errnoString())") }
+        guard ok else { throw SandboxError("cannot append to the audit log \(path): \(errnoString())") }
+        if let deferred {
+            deferred.add(fd)
+            keep = true
+        } else {
+            guard fdatasync(fd) == 0 else { throw SandboxError("cannot append to the audit log \(path): \(errnoString())") }
+        }
         return Line(seq: seq, hash: hash, json: .object(body + [("hash", .string(hash))]))
     }
 

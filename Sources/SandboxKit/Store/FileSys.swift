@@ -384,3 +384,103 @@ public enum Clock {
         return SHA256.hex((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
     }
 }
+
+/// fsyncs done on a helper thread while the main thread goes on (the run's
+/// start record is made durable while the sandbox starts). `wait()` joins;
+/// the descriptors are closed by the thread. The thread blocks every
+/// signal, so signals keep going to the supervisor's signalfd, and makes no
+/// allocation.
+public final class DeferredSync: @unchecked Sendable {
+    private var fds: [Int32] = []
+    private var buffer: UnsafeMutablePointer<Int32>? = nil
+    private var thread: pthread_t? = nil
+
+    public init() {}
+
+    /// Adds a descriptor (this object now owns it).
+    public func add(_ fd: Int32) { fds.append(fd) }
+
+    public func start() {
+        guard !fds.isEmpty, thread == nil else { return }
+        let buf = UnsafeMutablePointer<Int32>.allocate(capacity: fds.count + 1)
+        for (i, fd) in fds.enumerated() { buf[i] = fd }
+        buf[fds.count] = -1
+        buffer = buf
+        var all = sigset_t(), old = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &old)
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            let p = arg!.assumingMemoryBound(to: Int32.self)
+            var i = 0
+            while p[i] >= 0 {
+                fsync(p[i])
+                close(p[i])
+                i += 1
+            }
+            return nil
+        }, buf)
+        pthread_sigmask(SIG_SETMASK, &old, nil)
+        if rc == 0 {
+            thread = tid
+        } else {
+            // No thread: sync here.
+            for fd in fds { fsync(fd); close(fd) }
+            buf.deallocate()
+            buffer = nil
+        }
+        fds.removeAll()
+    }
+
+    /// Waits until everything added is on disk.
+    public func wait() {
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+        buffer?.deallocate()
+        buffer = nil
+        for fd in fds { fsync(fd); close(fd) }
+        fds.removeAll()
+    }
+
+    deinit { wait() }
+}
+
+extension FileSys {
+    /// Replaces `path` atomically: a temporary file in the same directory,
+    /// fsync, rename, fsync of the directory. With `deferred`, the rename
+    /// happens at once and the fsyncs (file, then directory) are left to
+    /// `deferred`; the previous version stays at `path.prev` so that a
+    /// reader never depends on data that is not yet on disk.
+    public static func replace(_ path: String, _ data: [UInt8], mode: mode_t = 0o644, deferred: DeferredSync? = nil) throws(SandboxError) {
+        guard let deferred else {
+            try writeFileAtomically(path, data, mode: mode)
+            return
+        }
+        let dir = parentDirectory(path)
+        let tmp = "\(path).tmp.\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
+        let ok = data.withUnsafeBytes { writeAll(fd, $0) }
+        guard ok else {
+            let e = errno
+            close(fd)
+            unlink(tmp)
+            throw SandboxError("cannot write \(path): \(errnoString(e))")
+        }
+        // The current (durable) version becomes path.prev, by a link and a rename, so `path` never disappears.
+        let prevTmp = "\(path).prev.tmp.\(getpid())"
+        unlink(prevTmp)
+        if link(path, prevTmp) == 0 { Glibc.rename(prevTmp, path + ".prev") }
+        guard Glibc.rename(tmp, path) == 0 else {
+            let e = errno
+            close(fd)
+            unlink(tmp)
+            throw SandboxError("cannot write \(path): \(errnoString(e))")
+        }
+        deferred.add(fd)
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { deferred.add(dfd) }
+    }
+}

@@ -73,11 +73,18 @@ public enum NamedExec {
             session.manifest.runs.removeFirst(session.manifest.runs.count - SandboxManifest.keptRuns)
         }
         session.manifest.status = .running
+        // The start record is visible at once (a SIGKILL from here on leaves
+        // a run marked running, which the next session marks interrupted) and
+        // made durable by a helper thread while the sandbox starts.
+        let pending = DeferredSync()
         try session.record("exec.start", workflow: workflowID, [("run", .int(id)), ("argv", .strings(template.argv)),
-                                                                 ("profile", .string(prof.name)), ("cwd", .string(plan.cwd))])
-        try session.save()
+                                                                 ("profile", .string(prof.name)), ("cwd", .string(plan.cwd))],
+                           deferred: pending)
+        try session.save(deferred: pending)
+        pending.start()
 
         let outcome = Result { () throws(SandboxError) -> SandboxResult in try Supervisor().run(plan, cgroupName: cgroupName) }
+        pending.wait()
         run.end = Clock.iso()
         switch outcome {
         case .success(let r):

@@ -129,9 +129,22 @@ public struct SandboxStore: Sendable {
     /// The manifest as on disk, without the lock.
     public func load(_ name: String) throws(SandboxError) -> SandboxManifest {
         try SandboxStore.validateName(name)
-        let p = paths(name)
-        guard let bytes = try FileSys.read(p.manifest) else { throw noSuchSandbox(name) }
-        return try SandboxManifest.parse(bytes, file: p.manifest)
+        guard let m = try SandboxStore.readManifest(paths(name)) else { throw noSuchSandbox(name) }
+        return m
+    }
+
+    /// The manifest; if it is unreadable (a power loss before a deferred
+    /// fsync), the previous version at `manifest.json.prev`.
+    static func readManifest(_ p: SandboxPaths) throws(SandboxError) -> SandboxManifest? {
+        guard let bytes = try FileSys.read(p.manifest) else { return nil }
+        do throws(SandboxError) {
+            return try SandboxManifest.parse(bytes, file: p.manifest)
+        } catch {
+            if let prev = try? FileSys.read(p.manifest + ".prev"), let m = try? SandboxManifest.parse(prev, file: p.manifest + ".prev") {
+                return m
+            }
+            throw error
+        }
     }
 
     func noSuchSandbox(_ name: String) -> SandboxError {
@@ -323,8 +336,7 @@ public final class SandboxSession {
         let p = store.paths(name)
         guard FileSys.exists(p.manifest) else { throw store.noSuchSandbox(name) }
         let lock = try SandboxLock.acquire(sandbox: name, directory: p.dir, operation: operation)
-        guard let bytes = try FileSys.read(p.manifest) else { throw store.noSuchSandbox(name) }
-        let m = try SandboxManifest.parse(bytes, file: p.manifest)
+        guard let m = try SandboxStore.readManifest(p) else { throw store.noSuchSandbox(name) }
         let session = SandboxSession(store: store, name: name, paths: p, lock: lock, manifest: m)
         try session.recover(workflow: workflow)
         return session
@@ -333,15 +345,16 @@ public final class SandboxSession {
     public var workdir: String { store.workdir(manifest, paths) }
     public var audit: AuditLog { AuditLog(path: paths.audit) }
 
-    /// Writes the manifest (atomically).
-    public func save() throws(SandboxError) {
-        try writeFileAtomically(paths.manifest, manifest.rendered(), mode: 0o644)
+    /// Writes the manifest (atomically; durably, or with the fsyncs left to `deferred`).
+    public func save(deferred: DeferredSync? = nil) throws(SandboxError) {
+        try FileSys.replace(paths.manifest, manifest.rendered(), mode: 0o644, deferred: deferred)
     }
 
     /// Appends an audit line and remembers it as the manifest's head (saved with the next `save`).
     @discardableResult
-    public func record(_ event: String, workflow: String, _ fields: [(String, JSON)] = []) throws(SandboxError) -> AuditLog.Line {
-        let line = try audit.append(event: event, sandbox: name, workflow: workflow, fields)
+    public func record(_ event: String, workflow: String, _ fields: [(String, JSON)] = [],
+                       deferred: DeferredSync? = nil) throws(SandboxError) -> AuditLog.Line {
+        let line = try audit.append(event: event, sandbox: name, workflow: workflow, fields, deferred: deferred)
         manifest.auditSeq = line.seq
         manifest.auditHash = line.hash
         return line
@@ -365,7 +378,7 @@ public final class SandboxSession {
             changed = true
         }
         if changed { try save() }
-        for entry in FileSys.list(paths.dir) where entry.hasPrefix("manifest.json.tmp.") {
+        for entry in FileSys.list(paths.dir) where entry.hasPrefix("manifest.json.tmp.") || entry.hasPrefix("manifest.json.prev.tmp.") {
             unlink(paths.dir + "/" + entry)
         }
         for entry in FileSys.list(paths.checkpoints) where entry.hasPrefix(".") {
