@@ -45,7 +45,7 @@ public final class SandboxLock {
                 throw SandboxError("cannot lock \(path): \(errnoString(e))")
             }
             let holder = readHolder(fd)
-            if let h = holder, h.pid > 0, h.pid != getpid(), processExists(h.pid) || Clock.monotonic() >= deadline {
+            if let h = holder, h.pid > 0, processExists(h.pid) || Clock.monotonic() >= deadline {
                 close(fd)
                 throw SandboxError(
                     "sandbox \(name) is in use by pid \(h.pid) (\(h.operation)) since \(h.since); wait or use another sandbox",

@@ -1,0 +1,528 @@
+import Foundation
+import Glibc
+import Testing
+@testable import SandboxKit
+
+/// One file system entry as the tree comparisons see it.
+struct TreeEntry: Equatable, CustomStringConvertible {
+    var path: String
+    var type: mode_t
+    var mode: mode_t
+    var uid: uid_t
+    var gid: gid_t
+    var size: Int
+    var mtime: Int
+    var mtimeNsec: Int
+    var content: String
+    var xattrs: [String]
+    var description: String {
+        "\(path) type \(String(type, radix: 8)) mode \(String(mode, radix: 8)) \(uid):\(gid) size \(size) mtime \(mtime).\(mtimeNsec) \(content) \(xattrs)"
+    }
+}
+
+/// Every entry below `root` (relative paths, sorted), with contents, link targets and carried xattrs.
+func treeSnapshot(_ root: String, mtimes: Bool = true) -> [TreeEntry] {
+    var out: [TreeEntry] = []
+    func walk(_ rel: String) {
+        let full = rel.isEmpty ? root : root + "/" + rel
+        var st = stat()
+        guard lstat(full, &st) == 0 else { return }
+        let type = st.st_mode & S_IFMT
+        var content = ""
+        if type == S_IFREG {
+            content = SHA256.hex(of: (try? FileSys.read(full, limit: 1 << 30)) ?? [])
+        } else if type == S_IFLNK {
+            content = "-> " + (FileSys.readLink(full) ?? "?")
+        } else if type == S_IFCHR || type == S_IFBLK {
+            content = "rdev \(st.st_rdev)"
+        }
+        let xattrs = FileSys.xattrNames(full).filter(FileSys.isCarriedXattr).sorted().map { n in
+            n + "=" + SHA256.hex(FileSys.xattr(full, n) ?? [])
+        }
+        out.append(TreeEntry(path: rel.isEmpty ? "." : rel, type: type, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid,
+                             size: type == S_IFDIR ? 0 : Int(st.st_size), mtime: mtimes ? st.st_mtim.tv_sec : 0,
+                             mtimeNsec: mtimes ? st.st_mtim.tv_nsec : 0, content: content, xattrs: xattrs))
+        if type == S_IFDIR {
+            for name in FileSys.list(full).sorted() { walk(rel.isEmpty ? name : rel + "/" + name) }
+        }
+    }
+    walk("")
+    return out
+}
+
+/// Lines that differ between two snapshots (empty when equal).
+func treeDiff(_ a: [TreeEntry], _ b: [TreeEntry]) -> [String] {
+    var diffs: [String] = []
+    let ma = Dictionary(uniqueKeysWithValues: a.map { ($0.path, $0) })
+    let mb = Dictionary(uniqueKeysWithValues: b.map { ($0.path, $0) })
+    for (p, e) in ma.sorted(by: { $0.key < $1.key }) {
+        guard let f = mb[p] else { diffs.append("only in first: \(e)"); continue }
+        if e != f { diffs.append("differs:\n  \(e)\n  \(f)") }
+    }
+    for (p, f) in mb.sorted(by: { $0.key < $1.key }) where ma[p] == nil { diffs.append("only in second: \(f)") }
+    return diffs
+}
+
+func makeStore(_ dir: String) -> SandboxStore { SandboxStore(root: dir + "/state") }
+
+func createSandbox(_ store: SandboxStore, _ name: String, plan: String? = nil) throws -> SandboxManifest {
+    try store.create(CreateOptions(name: name, profile: Profile(name: "worker"), planFile: plan, workflowID: "wf-test"))
+}
+
+@Suite("Store: manifest, create, lock, rm")
+struct StoreTests {
+    @Test func manifestRoundTrip() throws {
+        var m = SandboxManifest(name: "box", created: "2025-01-01T00:00:00.000Z", profileName: "worker",
+                                profileSource: "embedded:worker", profileTOML: Profile(name: "worker").renderTOML())
+        m.status = .idle
+        m.externalWorkdir = "/srv/w"
+        m.repository = .init(path: "/srv/repo", worker: "w1", base: "abc123")
+        m.plan = .init(sha256: String(repeating: "a", count: 64), bytes: 12, source: "/tmp/plan.md")
+        var r = SandboxManifest.Run(id: 3, pid: 42, argv: ["sh", "-c", "echo \"hi\"\n"], workflowID: "wf-1", start: "s")
+        r.state = .exited
+        r.end = "e"
+        r.exitCode = 7
+        r.signal = 9
+        r.wallSeconds = 1.5
+        r.cpuUserSeconds = 0.25
+        r.cpuSystemSeconds = 0.125
+        r.peakMemoryBytes = 1 << 33
+        r.oomKilled = true
+        r.timedOut = true
+        r.message = "m"
+        m.runs = [r, SandboxManifest.Run(id: 4, pid: 43, argv: [], workflowID: "", start: "t")]
+        m.runCount = 4
+        m.auditSeq = 9
+        m.auditHash = String(repeating: "b", count: 64)
+        m.importedFrom = .object([("file", .string("x.sbx"))])
+        let back = try SandboxManifest.parse(m.rendered(), file: "m")
+        #expect(back == m)
+        #expect(try JSONParser.parse(m.rendered())["version"] == .int(SandboxManifest.currentVersion))
+    }
+
+    @Test func newerManifestVersionIsRefused() throws {
+        let m = SandboxManifest(name: "box", created: "c", profileName: "worker", profileSource: "", profileTOML: "")
+        let future = m.json.setting("version", .int(99)).bytes()
+        #expect(throws: SandboxError.self) { try SandboxManifest.parse(future, file: "m") }
+        let wrong = m.json.setting("format", .string("other")).bytes()
+        #expect(throws: SandboxError.self) { try SandboxManifest.parse(wrong, file: "m") }
+    }
+
+    @Test(arguments: ["a", "box-1", "Box_2.x", String(repeating: "x", count: 64)])
+    func validNames(name: String) throws { try SandboxStore.validateName(name) }
+
+    @Test(arguments: ["", ".", "..", ".hidden", "-x", "a/b", "a b", "a,b", "a:b", "é", String(repeating: "x", count: 65)])
+    func invalidNames(name: String) {
+        #expect(throws: SandboxError.self) { try SandboxStore.validateName(name) }
+    }
+
+    @Test func createLoadListRemove() throws {
+        try withTempDir { dir in
+            try "# the plan\n".write(toFile: dir + "/plan.md", atomically: false, encoding: .utf8)
+            let store = makeStore(dir)
+            let m = try createSandbox(store, "one", plan: dir + "/plan.md")
+            #expect(m.plan?.sha256 == SHA256.hex(of: "# the plan\n"))
+            _ = try createSandbox(store, "two")
+            #expect(throws: SandboxError.self) { try createSandbox(store, "one") }
+            #expect(store.names() == ["one", "two"])
+            let loaded = try store.load("one")
+            #expect(loaded == m)
+            #expect(try NamedExec.profile(loaded) == {
+                var p = Profile(name: "worker")
+                p.source = loaded.profileSource
+                return p
+            }())
+            let p = store.paths("one")
+            for d in [p.upper, p.work, p.home, p.results, p.managedWorkdir, p.checkpoints] { #expect(FileSys.isDirectory(d), "\(d)") }
+            var st = stat()
+            #expect(lstat(p.plan, &st) == 0 && st.st_mode & 0o777 == 0o444)
+            #expect(try AuditLog(path: p.audit).verify(head: (loaded.auditSeq, loaded.auditHash)).ok)
+            // Nothing half-made is left in sandboxes/.
+            #expect(FileSys.list(store.sandboxesDir).sorted() == ["one", "two"])
+
+            try store.remove("one", force: false, workflowID: "wf")
+            #expect(store.names() == ["two"])
+            #expect(FileSys.list(store.sandboxesDir) == ["two"])
+            #expect(throws: SandboxError.self) { try store.load("one") }
+            #expect(throws: SandboxError.self) { try store.remove("one", force: false, workflowID: "wf") }
+        }
+    }
+
+    @Test func createWithRepoIsRefusedUntilWired() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            let e = #expect(throws: SandboxError.self) {
+                try store.create(CreateOptions(name: "r", profile: Profile(name: "worker"),
+                                               repository: .init(path: dir, worker: "w", base: nil), workflowID: "wf"))
+            }
+            #expect(e?.message.contains("not wired yet") == true)
+            #expect(store.names().isEmpty)
+        }
+    }
+
+    @Test func lockRefusesASecondHolderWithWhoHoldsIt() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "busy")
+            let session = try SandboxSession.open(store: store, name: "busy", operation: "exec", workflow: "wf")
+            let e = #expect(throws: SandboxError.self) {
+                _ = try SandboxSession.open(store: store, name: "busy", operation: "checkpoint", workflow: "wf")
+            }
+            #expect(e?.message.contains("sandbox busy is in use by pid \(getpid()) (exec) since") == true, "\(e?.message ?? "")")
+            #expect(e?.message.contains("wait or use another sandbox") == true)
+            #expect(e?.exitCode == 125)
+            #expect(SandboxLock.tryAcquire(directory: store.paths("busy").dir) == nil)
+            #expect(SandboxLock.holder(directory: store.paths("busy").dir)?.operation == "exec")
+            #expect(try store.info("busy").status == .running)
+            session.lock.release()
+            #expect(SandboxLock.holder(directory: store.paths("busy").dir) == nil)
+            let again = try SandboxSession.open(store: store, name: "busy", operation: "exec", workflow: "wf")
+            again.lock.release()
+        }
+    }
+
+    /// A run left "running" by a killed sandboxd is marked interrupted by the next look, with an audit line.
+    @Test func staleRunningRunIsMarkedInterrupted() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "s")
+            let session = try SandboxSession.open(store: store, name: "s", operation: "exec", workflow: "wf")
+            session.manifest.runs.append(.init(id: 1, pid: 999_999, argv: ["x"], workflowID: "wf-run", start: Clock.iso()))
+            session.manifest.runCount = 1
+            session.manifest.status = .running
+            try session.save()
+            session.lock.release()
+            let info = try store.info("s")
+            #expect(info.status == .interrupted)
+            #expect(info.manifest.runs.last?.state == .interrupted)
+            let lines = try AuditLog(path: store.paths("s").audit).lines()
+            #expect(lines.last?["event"]?.stringValue == "run.interrupted")
+            #expect(lines.last?["workflow"]?.stringValue == "wf-run")
+            #expect(try AuditLog(path: store.paths("s").audit).verify(head: (info.manifest.auditSeq, info.manifest.auditHash)).ok)
+        }
+    }
+
+    @Test func atomicReplaceLeavesNoTemporaryFiles() throws {
+        try withTempDir { dir in
+            let path = dir + "/m.json"
+            try FileSys.replace(path, Array("one".utf8))
+            let pending = DeferredSync()
+            try FileSys.replace(path, Array("two".utf8), deferred: pending)
+            pending.start()
+            pending.wait()
+            #expect(try FileSys.read(path) == Array("two".utf8))
+            #expect(try FileSys.read(path + ".prev") == Array("one".utf8))
+            #expect(FileSys.list(dir).sorted() == ["m.json", "m.json.prev"])
+        }
+    }
+
+    /// A manifest damaged by a power loss before its deferred fsync: the previous version is used.
+    @Test func damagedManifestFallsBackToPrevious() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            let m = try createSandbox(store, "s")
+            let p = store.paths("s")
+            try FileManager.default.copyItem(atPath: p.manifest, toPath: p.manifest + ".prev")
+            try "".write(toFile: p.manifest, atomically: false, encoding: .utf8)
+            #expect(try store.load("s") == m)
+        }
+    }
+
+    @Test func namedExecSplitsNameAndCommand() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "box")
+            #expect(NamedExec.split(["box", "--", "ls", "-l"], store: store)! == ("box", ["ls", "-l"]))
+            #expect(NamedExec.split(["box", "ls"], store: store)! == ("box", ["ls"]))
+            #expect(NamedExec.split(["box"], store: store) == nil)
+            #expect(NamedExec.split(["--", "box", "ls"], store: store) == nil)
+            #expect(NamedExec.split(["other", "--", "ls"], store: store) == nil)
+        }
+    }
+
+    @Test func namedRequestCarriesPersistence() throws {
+        try withTempDir { dir in
+            try "p".write(toFile: dir + "/plan.md", atomically: false, encoding: .utf8)
+            let store = makeStore(dir)
+            let m = try createSandbox(store, "box", plan: dir + "/plan.md")
+            let p = store.paths("box")
+            let r = NamedExec.request(ExecRequest(argv: ["true"], workdir: "/elsewhere"), manifest: m, paths: p, store: store)
+            #expect(r.workdir == p.managedWorkdir)
+            #expect(r.persistence == Persistence(name: "box", rootChanges: p.rootChanges, home: p.home, plan: p.plan, results: p.results))
+            let plan = try Planner().plan(profile: try NamedExec.profile(m), request: r)
+            #expect(plan.mounts.contains { $0.kind == .overlay && $0.target == "/usr" && $0.data == "\(p.upper)/usr\n\(p.work)/usr" })
+            #expect(plan.environment.contains("SANDBOXD_SANDBOX=box"))
+        }
+    }
+
+    @Test func defaultRoot() {
+        #expect(SandboxStore.defaultRoot(environment: ["SANDBOXD_HOME": "/x/y/"], cwd: "/c", uid: 0, home: "/root") == "/x/y")
+        #expect(SandboxStore.defaultRoot(environment: ["SANDBOXD_HOME": "rel/../s"], cwd: "/c", uid: 0, home: "/root") == "/c/s")
+        #expect(SandboxStore.defaultRoot(environment: [:], cwd: "/c", uid: 0, home: "/root") == "/var/lib/sandboxd")
+        #expect(SandboxStore.defaultRoot(environment: [:], cwd: "/c", uid: 1000, home: "/home/u") == "/home/u/.local/share/sandboxd")
+    }
+}
+
+@Suite("Store: audit log")
+struct StoreAuditTests {
+    func makeLog(_ dir: String, lines: Int = 6) throws -> (AuditLog, AuditLog.Line) {
+        let log = AuditLog(path: dir + "/audit.jsonl")
+        var last: AuditLog.Line? = nil
+        for i in 0..<lines {
+            last = try log.append(event: "e\(i)", sandbox: "s", workflow: "wf-\(i % 2)", [("n", .int(Int64(i))), ("text", .string("line \"\(i)\"\n"))])
+        }
+        return (log, last!)
+    }
+
+    func rewrite(_ path: String, _ change: (inout [String]) -> Void) throws {
+        var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        change(&lines)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: false, encoding: .utf8)
+    }
+
+    @Test func intactChainVerifies() throws {
+        try withTempDir { dir in
+            let (log, head) = try makeLog(dir)
+            let v = try log.verify(head: (head.seq, head.hash))
+            #expect(v.ok, "\(v.problems)")
+            #expect(v.lines == 6)
+            #expect(v.head == head.hash)
+            let lines = try log.lines()
+            #expect(lines.map { $0["seq"]?.intValue } == [1, 2, 3, 4, 5, 6])
+            #expect(lines.allSatisfy { $0["workflow"]?.stringValue?.hasPrefix("wf-") == true })
+            #expect(lines[0]["prev"]?.stringValue == AuditLog.genesis)
+        }
+    }
+
+    @Test func editedLineIsDetected() throws {
+        try withTempDir { dir in
+            let (log, head) = try makeLog(dir)
+            try rewrite(log.path) { $0[2] = $0[2].replacingOccurrences(of: "\"n\":2", with: "\"n\":7") }
+            let v = try log.verify(head: (head.seq, head.hash))
+            #expect(!v.ok)
+            #expect(v.problems.contains { $0.contains("line 3") && $0.contains("does not match its hash") }, "\(v.problems)")
+        }
+    }
+
+    @Test func editedLineWithRecomputedHashIsDetectedByTheChain() throws {
+        try withTempDir { dir in
+            let (log, head) = try makeLog(dir)
+            try rewrite(log.path) { lines in
+                // Re-hash the edited line consistently: the next line's prev no longer matches.
+                let edited = lines[2].replacingOccurrences(of: "\"n\":2", with: "\"n\":7")
+                let hash = try! JSONParser.parse(edited)["hash"]!.stringValue!
+                let body = String(edited.dropLast(",\"hash\":\"\(hash)\"}".count)) + "}"
+                lines[2] = String(body.dropLast()) + ",\"hash\":\"\(SHA256.hex(of: body))\"}"
+            }
+            let v = try log.verify(head: (head.seq, head.hash))
+            #expect(!v.ok)
+            #expect(v.problems.contains { $0.contains("line 4") && $0.contains("prev") }, "\(v.problems)")
+        }
+    }
+
+    @Test func deletedLineIsDetected() throws {
+        try withTempDir { dir in
+            let (log, head) = try makeLog(dir)
+            try rewrite(log.path) { $0.remove(at: 3) }
+            let v = try log.verify(head: (head.seq, head.hash))
+            #expect(!v.ok)
+            #expect(v.problems.contains { $0.contains("seq 5 where 4 was expected") }, "\(v.problems)")
+        }
+    }
+
+    @Test func reorderedLinesAreDetected() throws {
+        try withTempDir { dir in
+            let (log, head) = try makeLog(dir)
+            try rewrite(log.path) { $0.swapAt(1, 2) }
+            let v = try log.verify(head: (head.seq, head.hash))
+            #expect(!v.ok)
+            #expect(v.problems.contains { $0.contains("prev does not match") }, "\(v.problems)")
+        }
+    }
+
+    @Test func truncatedTailIsDetectedAgainstTheManifestHead() throws {
+        try withTempDir { dir in
+            let (log, head) = try makeLog(dir)
+            try rewrite(log.path) { $0.removeLast(2) }
+            #expect(try log.verify().ok)  // the chain alone cannot tell
+            let v = try log.verify(head: (head.seq, head.hash))
+            #expect(!v.ok)
+            #expect(v.problems.contains { $0.contains("head recorded in the manifest") }, "\(v.problems)")
+        }
+    }
+
+    /// A line torn by a writer killed mid-write is dropped by the next append, and the chain goes on.
+    @Test func tornLastLineIsRepairedOnAppend() throws {
+        try withTempDir { dir in
+            let (log, _) = try makeLog(dir, lines: 3)
+            let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: log.path))
+            try fh.seekToEnd()
+            try fh.write(contentsOf: Data("{\"seq\":4,\"ti".utf8))
+            try fh.close()
+            #expect(try !log.verify().ok)
+            let line = try log.append(event: "after", sandbox: "s", workflow: "wf")
+            #expect(line.seq == 4)
+            let v = try log.verify(head: (line.seq, line.hash))
+            #expect(v.ok, "\(v.problems)")
+            #expect(v.lines == 4)
+        }
+    }
+
+    @Test func workflowIDs() {
+        #expect(AuditLog.workflowID("given", environment: ["SANDBOXD_WORKFLOW_ID": "env"]) == "given")
+        #expect(AuditLog.workflowID(nil, environment: ["SANDBOXD_WORKFLOW_ID": "env"]) == "env")
+        let a = AuditLog.workflowID(nil, environment: [:]), b = AuditLog.workflowID(nil, environment: [:])
+        #expect(a.hasPrefix("wf-") && a != b)
+    }
+}
+
+@Suite("Store: checkpoints and rewind")
+struct StoreCheckpointTests {
+    /// Fills the live areas with a bit of everything: modes, symlinks, hard links, xattrs, whiteouts.
+    func populate(_ p: SandboxPaths, _ tag: String) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: p.upper + "/usr/local/bin", withIntermediateDirectories: true)
+        try "#!/bin/sh\necho \(tag)\n".write(toFile: p.upper + "/usr/local/bin/tool", atomically: false, encoding: .utf8)
+        chmod(p.upper + "/usr/local/bin/tool", 0o755)
+        try fm.createDirectory(atPath: p.upper + "/etc/opaque", withIntermediateDirectories: true)
+        #expect(FileSys.setXattr(p.upper + "/etc/opaque", "user.overlay.opaque", Array("y".utf8)))
+        if geteuid() == 0 { #expect(mknod(p.upper + "/etc/deleted", S_IFCHR | 0o000, 0) == 0) }
+        try "home \(tag)\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
+        chmod(p.home + "/notes.txt", 0o600)
+        try fm.createDirectory(atPath: p.managedWorkdir + "/src", withIntermediateDirectories: true)
+        try "int main;\n".write(toFile: p.managedWorkdir + "/src/main.c", atomically: false, encoding: .utf8)
+        #expect(link(p.managedWorkdir + "/src/main.c", p.managedWorkdir + "/src/hard.c") == 0)
+        #expect(symlink("src/main.c", p.managedWorkdir + "/link") == 0)
+        if geteuid() == 0 { #expect(lchown(p.managedWorkdir + "/src/main.c", 100_000, 100_000) == 0) }
+        var times = [timespec(tv_sec: 1_000_000_000, tv_nsec: 123_456_789), timespec(tv_sec: 1_000_000_000, tv_nsec: 123_456_789)]
+        utimensat(AT_FDCWD, p.managedWorkdir + "/src", &times, AT_SYMLINK_NOFOLLOW)
+    }
+
+    func snapshot(_ p: SandboxPaths) -> [[TreeEntry]] {
+        [treeSnapshot(p.upper), treeSnapshot(p.home), treeSnapshot(p.managedWorkdir)]
+    }
+
+    @Test func checkpointThenRewindRestoresExactly() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "cp")
+            let p = store.paths("cp")
+            try populate(p, "one")
+            let before = snapshot(p)
+            var s = try SandboxSession.open(store: store, name: "cp", operation: "checkpoint", workflow: "wf")
+            let cp = try s.checkpoint(label: "first", workflow: "wf")
+            #expect(cp.id == 1)
+            #expect(cp.files > 5)
+            #expect(throws: SandboxError.self) { _ = try s.checkpoint(label: "first", workflow: "wf") }
+            #expect(throws: SandboxError.self) { _ = try s.checkpoint(label: "12", workflow: "wf") }
+            s.lock.release()
+
+            // Change everything: contents, deletions, additions, modes.
+            try "changed\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: p.managedWorkdir + "/src")
+            try "new".write(toFile: p.upper + "/usr/new", atomically: false, encoding: .utf8)
+            chmod(p.upper + "/usr/local/bin/tool", 0o700)
+            #expect(treeDiff(before[0], treeSnapshot(p.upper)).count > 0)
+
+            s = try SandboxSession.open(store: store, name: "cp", operation: "rewind", workflow: "wf")
+            let back = try s.rewind(to: "first", workflow: "wf")
+            #expect(back.id == 1)
+            #expect(throws: SandboxError.self) { _ = try s.rewind(to: "nope", workflow: "wf") }
+            s.lock.release()
+            let after = snapshot(p)
+            for i in 0..<3 { #expect(treeDiff(before[i], after[i]).isEmpty, "\(treeDiff(before[i], after[i]))") }
+            // The checkpoint stays, and is not affected by writes to the live tree (no shared inodes).
+            try "again\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
+            #expect(try String(contentsOfFile: p.checkpoints + "/1/home/notes.txt", encoding: .utf8) == "home one\n")
+            #expect(try store.checkpoints("cp").map(\.label) == ["first"])
+            // No staging left behind.
+            #expect(!FileSys.list(p.dir).contains { $0.hasPrefix(".") })
+            #expect(!FileSys.list(p.checkpoints).contains { $0.hasPrefix(".") })
+            let m = try store.load("cp")
+            #expect(try AuditLog(path: p.audit).verify(head: (m.auditSeq, m.auditHash)).ok)
+            #expect(try AuditLog(path: p.audit).lines().map { $0["event"]?.stringValue ?? "" } == ["create", "checkpoint", "rewind"])
+        }
+    }
+
+    /// sandboxd killed after the rewind's journal was written: the next session finishes the swap.
+    @Test func interruptedRewindIsFinished() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "r")
+            let p = store.paths("r")
+            try populate(p, "one")
+            let before = snapshot(p)
+            let s = try SandboxSession.open(store: store, name: "r", operation: "checkpoint", workflow: "wf")
+            _ = try s.checkpoint(label: nil, workflow: "wf")
+            try "two\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
+            // Stage and commit by hand, then apply only the first move, as if killed there.
+            var moves: [JSON] = []
+            for (area, live) in s.checkpointAreas {
+                let (staged, old) = s.rewindNames(live)
+                _ = try FileSys.copyTree(p.checkpoints + "/1/" + area, staged)
+                moves.append(.object([("live", .string(live)), ("staged", .string(staged)), ("old", .string(old))]))
+            }
+            let first = s.rewindNames(p.upper)
+            try FileSys.rename(p.upper, first.old)
+            try FileSys.rename(first.staged, p.upper)
+            try FileSys.replace(p.rewindJournal, JSON.object([("checkpoint", .int(1)), ("moves", .array(moves))]).bytes())
+            s.lock.release()
+
+            let info = try store.info("r")  // list/inspect finish it too
+            #expect(!FileSys.exists(p.rewindJournal))
+            let after = snapshot(p)
+            for i in 0..<3 { #expect(treeDiff(before[i], after[i]).isEmpty, "\(treeDiff(before[i], after[i]))") }
+            #expect(!FileSys.list(p.dir).contains { $0.hasPrefix(".") })
+            #expect(try AuditLog(path: p.audit).lines().last?["event"]?.stringValue == "rewind.completed")
+            #expect(try AuditLog(path: p.audit).verify(head: (info.manifest.auditSeq, info.manifest.auditHash)).ok)
+        }
+    }
+
+    /// Killed while staging (no journal yet): the staged copies are removed, the live state is untouched.
+    @Test func uncommittedRewindIsUndone() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "u")
+            let p = store.paths("u")
+            try populate(p, "one")
+            let s = try SandboxSession.open(store: store, name: "u", operation: "checkpoint", workflow: "wf")
+            _ = try s.checkpoint(label: nil, workflow: "wf")
+            try "two\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
+            let live = snapshot(p)
+            _ = try FileSys.copyTree(p.checkpoints + "/1/home", s.rewindNames(p.home).staged)
+            s.lock.release()
+            let s2 = try SandboxSession.open(store: store, name: "u", operation: "exec", workflow: "wf")
+            s2.lock.release()
+            #expect(!FileSys.list(p.dir).contains { $0.hasPrefix(".") })
+            let after = snapshot(p)
+            for i in 0..<3 { #expect(treeDiff(live[i], after[i]).isEmpty) }
+        }
+    }
+
+    @Test func copyTreePreservesEverything() throws {
+        try withTempDir { dir in
+            let src = dir + "/src"
+            try FileManager.default.createDirectory(atPath: src + "/a/b", withIntermediateDirectories: true)
+            try "x".write(toFile: src + "/a/f", atomically: false, encoding: .utf8)
+            chmod(src + "/a/f", 0o640)
+            #expect(link(src + "/a/f", src + "/a/b/g") == 0)
+            #expect(symlink("../f", src + "/a/b/l") == 0)
+            #expect(symlink("/nonexistent/abs", src + "/abs") == 0)
+            #expect(mkfifo(src + "/fifo", 0o600) == 0)
+            #expect(FileSys.setXattr(src + "/a/f", "user.test", [1, 2, 3]))
+            chmod(src + "/a/b", 0o500)
+            let stats = try FileSys.copyTree(src, dir + "/dst")
+            #expect(stats.hardLinks == 1)
+            #expect(treeDiff(treeSnapshot(src), treeSnapshot(dir + "/dst")).isEmpty, "\(treeDiff(treeSnapshot(src), treeSnapshot(dir + "/dst")))")
+            var s1 = stat(), s2 = stat()
+            lstat(dir + "/dst/a/f", &s1)
+            lstat(dir + "/dst/a/b/g", &s2)
+            #expect(s1.st_ino == s2.st_ino)
+            lstat(src + "/a/f", &s2)
+            #expect(s1.st_ino != s2.st_ino)
+            try FileSys.removeTree(dir + "/dst")
+            #expect(!FileSys.exists(dir + "/dst"))
+            chmod(src + "/a/b", 0o755)
+        }
+    }
+}
