@@ -164,7 +164,7 @@ public enum SandboxExporter {
         func check(_ rc: Int32, _ what: String) throws(SandboxError) {
             if rc < ARCHIVE_WARN { throw SandboxError("export: \(what): \(archiveError(a))") }
         }
-        try check(archive_write_set_format_pax_restricted(a), "tar format")
+        try check(archive_write_set_format_pax(a), "tar format")
         try check(archive_write_add_filter_zstd(a), "zstd filter")
         try check(archive_write_set_filter_option(a, "zstd", "compression-level", String(level)), "zstd level \(level)")
         archive_write_set_bytes_in_last_block(a, 1)
