@@ -444,7 +444,7 @@ struct StoreCheckpointTests {
         }
     }
 
-    /// sandboxd killed after the rewind's journal was written: the next session finishes the swap.
+    /// sandboxd killed in the middle of a rewind: the next session (here: inspect) finishes it.
     @Test func interruptedRewindIsFinished() throws {
         try withTempDir { dir in
             let store = makeStore(dir)
@@ -455,47 +455,70 @@ struct StoreCheckpointTests {
             let s = try SandboxSession.open(store: store, name: "r", operation: "checkpoint", workflow: "wf")
             _ = try s.checkpoint(label: nil, workflow: "wf")
             try "two\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
-            // Stage and commit by hand, then apply only the first move, as if killed there.
-            var moves: [JSON] = []
-            for (area, live) in s.checkpointAreas {
-                let (staged, old) = s.rewindNames(live)
-                _ = try FileSys.copyTree(p.checkpoints + "/1/" + area, staged)
-                moves.append(.object([("live", .string(live)), ("staged", .string(staged)), ("old", .string(old))]))
-            }
-            let first = s.rewindNames(p.upper)
-            try FileSys.rename(p.upper, first.old)
-            try FileSys.rename(first.staged, p.upper)
-            try FileSys.replace(p.rewindJournal, JSON.object([("checkpoint", .int(1)), ("moves", .array(moves))]).bytes())
+            try "new\n".write(toFile: p.managedWorkdir + "/added", atomically: false, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: p.upper + "/usr/local/bin/tool")
+            // The journal is written, then only HOME is synced before the "kill".
+            try FileSys.replace(p.rewindJournal, JSON.object([("checkpoint", .int(1))]).bytes())
+            _ = try FileSys.syncTree(p.checkpoints + "/1/home", p.home)
             s.lock.release()
 
-            let info = try store.info("r")  // list/inspect finish it too
+            let info = try store.info("r")
             #expect(!FileSys.exists(p.rewindJournal))
             let after = snapshot(p)
             for i in 0..<3 { #expect(treeDiff(before[i], after[i]).isEmpty, "\(treeDiff(before[i], after[i]))") }
-            #expect(!FileSys.list(p.dir).contains { $0.hasPrefix(".") })
             #expect(try AuditLog(path: p.audit).lines().last?["event"]?.stringValue == "rewind.completed")
             #expect(try AuditLog(path: p.audit).verify(head: (info.manifest.auditSeq, info.manifest.auditHash)).ok)
         }
     }
 
-    /// Killed while staging (no journal yet): the staged copies are removed, the live state is untouched.
-    @Test func uncommittedRewindIsUndone() throws {
+    /// syncTree converges on the source whatever the destination holds, and leaves equal files alone.
+    @Test func syncTreeIsExactAndMinimal() throws {
         try withTempDir { dir in
-            let store = makeStore(dir)
-            _ = try createSandbox(store, "u")
-            let p = store.paths("u")
-            try populate(p, "one")
-            let s = try SandboxSession.open(store: store, name: "u", operation: "checkpoint", workflow: "wf")
-            _ = try s.checkpoint(label: nil, workflow: "wf")
-            try "two\n".write(toFile: p.home + "/notes.txt", atomically: false, encoding: .utf8)
-            let live = snapshot(p)
-            _ = try FileSys.copyTree(p.checkpoints + "/1/home", s.rewindNames(p.home).staged)
-            s.lock.release()
-            let s2 = try SandboxSession.open(store: store, name: "u", operation: "exec", workflow: "wf")
-            s2.lock.release()
-            #expect(!FileSys.list(p.dir).contains { $0.hasPrefix(".") })
-            let after = snapshot(p)
-            for i in 0..<3 { #expect(treeDiff(live[i], after[i]).isEmpty) }
+            let src = dir + "/src", dst = dir + "/dst"
+            let fm = FileManager.default
+            try fm.createDirectory(atPath: src + "/keep/deep", withIntermediateDirectories: true)
+            try "same".write(toFile: src + "/keep/same.txt", atomically: false, encoding: .utf8)
+            try "orig".write(toFile: src + "/keep/changed.txt", atomically: false, encoding: .utf8)
+            try "f".write(toFile: src + "/was-file", atomically: false, encoding: .utf8)
+            try fm.createDirectory(atPath: src + "/was-dir", withIntermediateDirectories: true)
+            try "h".write(toFile: src + "/h1", atomically: false, encoding: .utf8)
+            #expect(link(src + "/h1", src + "/h2") == 0)
+            #expect(symlink("keep/same.txt", src + "/link") == 0)
+            try fm.createDirectory(atPath: src + "/opaque", withIntermediateDirectories: true)
+            _ = try FileSys.copyTree(src, dst)
+            var st = stat()
+            lstat(dst + "/keep/same.txt", &st)
+            let keptInode = st.st_ino
+
+            // Diverge: change a file keeping its size and mtime, add, remove, change types, links and xattrs.
+            var times = [timespec(), timespec()]
+            lstat(dst + "/keep/changed.txt", &st)
+            times = [st.st_atim, st.st_mtim]
+            try "ORIG".write(toFile: dst + "/keep/changed.txt", atomically: false, encoding: .utf8)
+            utimensat(AT_FDCWD, dst + "/keep/changed.txt", &times, 0)
+            try "extra".write(toFile: dst + "/keep/deep/extra", atomically: false, encoding: .utf8)
+            try fm.removeItem(atPath: dst + "/was-file")
+            try fm.createDirectory(atPath: dst + "/was-file/inner", withIntermediateDirectories: true)
+            try fm.removeItem(atPath: dst + "/was-dir")
+            #expect(symlink("/etc", dst + "/was-dir") == 0)
+            try fm.removeItem(atPath: dst + "/h2")
+            try "h".write(toFile: dst + "/h2", atomically: false, encoding: .utf8)
+            try fm.removeItem(atPath: dst + "/link")
+            #expect(symlink("elsewhere", dst + "/link") == 0)
+            #expect(FileSys.setXattr(dst + "/opaque", "user.overlay.opaque", Array("y".utf8)))
+            chmod(dst + "/keep", 0o500)
+
+            _ = try FileSys.syncTree(src, dst)
+            #expect(treeDiff(treeSnapshot(src), treeSnapshot(dst)).isEmpty, "\(treeDiff(treeSnapshot(src), treeSnapshot(dst)))")
+            lstat(dst + "/keep/same.txt", &st)
+            #expect(st.st_ino == keptInode)
+            var a = stat(), b = stat()
+            lstat(dst + "/h1", &a)
+            lstat(dst + "/h2", &b)
+            #expect(a.st_ino == b.st_ino)
+            // Running it again changes nothing.
+            _ = try FileSys.syncTree(src, dst)
+            #expect(treeDiff(treeSnapshot(src), treeSnapshot(dst)).isEmpty)
         }
     }
 

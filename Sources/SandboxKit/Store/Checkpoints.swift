@@ -123,92 +123,56 @@ extension SandboxSession {
     }
 
     /// Restores root changes, HOME and workdir exactly as they were at the
-    /// checkpoint (which stays, for another rewind).
+    /// checkpoint (which stays, for another rewind). Only what differs is
+    /// touched: files changed since are replaced, files added are removed,
+    /// files deleted are copied back (see `FileSys.syncTree`).
     ///
-    /// Crash-safe: the checkpoint is first copied next to each live tree;
-    /// then `rewind.json` is written (the commit point); then each live tree
-    /// is swapped for its copy by two renames. A sandboxd killed before the
-    /// journal exists leaves the state untouched (the copies are removed by
-    /// the next session); one killed after it has the swap finished by the
-    /// next session that takes the lock.
+    /// Crash-safe: `rewind.json` names the checkpoint before anything
+    /// changes, and is removed when every area matches it. A sandboxd killed
+    /// in between leaves the journal; the next session that takes the lock
+    /// (exec, list, inspect...) runs the same sync again, which finishes it.
     public func rewind(to ref: String, workflow: String) throws(SandboxError) -> Checkpoint {
         let cp = try findCheckpoint(ref)
-        let source = paths.checkpoints + "/\(cp.id)"
-        var moves: [JSON] = []
-        do throws(SandboxError) {
-            for (area, live) in checkpointAreas {
-                let (staged, old) = rewindNames(live)
-                try FileSys.removeTree(staged)
-                try FileSys.removeTree(old)
-                if FileSys.exists(source + "/" + area) {
-                    _ = try FileSys.copyTree(source + "/" + area, staged)
-                } else {
-                    try FileSys.makeDirectory(staged, mode: 0o755)
-                }
-                moves.append(.object([("live", .string(live)), ("staged", .string(staged)), ("old", .string(old))]))
-                FileSys.syncFileSystem(of: parentDirectory(staged))
-            }
-        } catch {
-            for (_, live) in checkpointAreas {
-                let (staged, _) = rewindNames(live)
-                try? FileSys.removeTree(staged)
-            }
-            throw error
-        }
-        let journal = JSON.object([("checkpoint", .int(cp.id)), ("moves", .array(moves))])
-        try writeFileAtomically(paths.rewindJournal, Array((journal.rendered() + "\n").utf8), mode: 0o600)
-        try applyRewind(journal)
+        let journal = JSON.object([("checkpoint", .int(cp.id)), ("label", cp.label.map(JSON.string) ?? .null)])
+        try writeFileAtomically(paths.rewindJournal, journal.bytes() + [0x0A], mode: 0o600)
+        try applyRewind(cp.id)
         try record("rewind", workflow: workflow, [("checkpoint", .int(cp.id)), ("label", cp.label.map(JSON.string) ?? .null)])
         try save()
         return cp
     }
 
-    /// Sibling names for the staged copy and the replaced tree (same file system as `live`).
-    func rewindNames(_ live: String) -> (staged: String, old: String) {
-        let parent = parentDirectory(live)
-        let base = String(live[live.index(after: live.lastIndex(of: "/")!)...])
-        return (parent + "/.\(base).rewind-new-\(name)", parent + "/.\(base).rewind-old-\(name)")
-    }
-
-    /// Swaps each live tree for its staged copy; idempotent, so an
-    /// interrupted application is finished by running it again.
-    func applyRewind(_ journal: JSON) throws(SandboxError) {
-        for move in journal["moves"]?.arrayValue ?? [] {
-            guard let live = move["live"]?.stringValue, let staged = move["staged"]?.stringValue,
-                  let old = move["old"]?.stringValue else { continue }
-            if FileSys.exists(staged) {
-                if FileSys.exists(live) {
-                    try FileSys.removeTree(old)
-                    try FileSys.rename(live, old)
-                }
-                try FileSys.rename(staged, live)
-            }
-            try FileSys.removeTree(old)
+    /// Syncs every area from checkpoint `id`, clears overlayfs's scratch
+    /// space, flushes, and removes the journal.
+    func applyRewind(_ id: Int64) throws(SandboxError) {
+        let source = paths.checkpoints + "/\(id)"
+        guard FileSys.isDirectory(source) else {
+            throw SandboxError("\(paths.rewindJournal) names checkpoint \(id), which is gone; the sandbox may be half-rewound: inspect it, then delete the journal")
         }
-        // overlayfs's scratch space must not hold state from before the swap.
+        for (area, live) in checkpointAreas {
+            if FileSys.exists(source + "/" + area) {
+                _ = try FileSys.syncTree(source + "/" + area, live)
+            } else {
+                try FileSys.makeDirectory(live, mode: 0o755)
+            }
+        }
+        // overlayfs's scratch space must not hold state from before the rewind.
         for layer in FileSys.list(paths.work) { try FileSys.removeTree(paths.work + "/" + layer) }
+        FileSys.syncFileSystem(of: paths.dir)
         guard unlink(paths.rewindJournal) == 0 || errno == ENOENT else {
             throw SandboxError("cannot remove \(paths.rewindJournal): \(errnoString())")
         }
         FileSys.fsyncDirectory(paths.dir)
     }
 
-    /// At session start: finish a committed rewind, or remove the copies of one that never committed.
+    /// At session start: finish a rewind that was cut short.
     func recoverRewind(workflow: String) throws(SandboxError) {
-        if let bytes = try FileSys.read(paths.rewindJournal) {
-            if let journal = try? JSONParser.parse(bytes) {
-                try applyRewind(journal)
-                try record("rewind.completed", workflow: workflow, [("checkpoint", journal["checkpoint"] ?? .null)])
-                try save()
-                return
-            }
-            // A journal is written atomically, so a damaged one was edited: leave it for a person to look at.
+        guard let bytes = try FileSys.read(paths.rewindJournal) else { return }
+        // The journal is written atomically, so a damaged one was edited: leave it for a person to look at.
+        guard let journal = try? JSONParser.parse(bytes), let id = journal["checkpoint"]?.intValue else {
             throw SandboxError("\(paths.rewindJournal) is damaged; the sandbox may be half-rewound. Inspect it, then delete it to use the sandbox")
         }
-        for (_, live) in checkpointAreas {
-            let (staged, old) = rewindNames(live)
-            if FileSys.exists(staged) { try FileSys.removeTree(staged) }
-            if FileSys.exists(old) { try FileSys.removeTree(old) }
-        }
+        try applyRewind(id)
+        try record("rewind.completed", workflow: workflow, [("checkpoint", .int(id))])
+        try save()
     }
 }

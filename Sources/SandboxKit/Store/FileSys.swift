@@ -8,6 +8,7 @@ private func sys_copy_file_range(_ fdIn: Int32, _ offIn: UnsafeMutablePointer<In
 @_silgen_name("lgetxattr") private func sys_lgetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
 @_silgen_name("lsetxattr") private func sys_lsetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32) -> Int32
 @_silgen_name("syncfs") private func sys_syncfs(_ fd: Int32) -> Int32
+@_silgen_name("lremovexattr") private func sys_lremovexattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>) -> Int32
 
 /// File-system helpers of the store: reading and writing whole files, trees
 /// created, removed and copied without ever following a symlink.
@@ -207,8 +208,109 @@ public enum FileSys {
         return copier.stats
     }
 
+    /// Makes the tree at `destination` exactly like `source` (types, contents,
+    /// modes, owners, carried xattrs, hard links, times), touching only what
+    /// differs: entries only in `destination` are removed, differing ones
+    /// replaced, equal ones (same type, mode, owner, size, mtime, xattrs and
+    /// bytes; single-linked) kept. Idempotent, so an interrupted sync is
+    /// finished by running it again.
+    public static func syncTree(_ source: String, _ destination: String) throws(SandboxError) -> CopyStats {
+        var copier = TreeCopier(preserveOwner: geteuid() == 0)
+        guard let st = lstatPath(source) else { throw SandboxError("cannot read \(source): \(errnoString())") }
+        try copier.sync(source, destination, st)
+        try copier.finishDirectories()
+        return copier.stats
+    }
+
     private struct TreeCopier {
         var preserveOwner: Bool
+        let euid = geteuid(), egid = getegid()
+        var compareBuffer = [UInt8](repeating: 0, count: 1 << 16)
+
+        mutating func sync(_ src: String, _ dst: String, _ st: stat) throws(SandboxError) {
+            let dstSt = lstatPath(dst)
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                if let d = dstSt, (d.st_mode & S_IFMT) != S_IFDIR { try FileSys.removeTree(dst) }
+                if dstSt == nil || (dstSt!.st_mode & S_IFMT) != S_IFDIR {
+                    guard mkdir(dst, 0o700) == 0 else { throw SandboxError("cannot create \(dst): \(errnoString())") }
+                } else {
+                    chmod(dst, 0o700 | (dstSt!.st_mode & 0o7777))  // writable while its contents change
+                }
+                syncXattrs(src, dst)
+                let wanted = FileSys.list(src).sorted()
+                let wantedSet = Set(wanted)
+                for name in FileSys.list(dst) where !wantedSet.contains(name) { try FileSys.removeTree(dst + "/" + name) }
+                for name in wanted {
+                    guard let cst = lstatPath(src + "/" + name) else { continue }
+                    try sync(src + "/" + name, dst + "/" + name, cst)
+                }
+                stats.directories += 1
+                pendingDirectories.append((dst, st))
+                return
+            }
+            if let d = dstSt {
+                if try same(src, st, dst, d) { return }
+                try FileSys.removeTree(dst)
+            }
+            try copy(src, dst, st)
+        }
+
+        /// Whether `dst` already is exactly `src` (hard-linked files never are: their links are re-made).
+        mutating func same(_ src: String, _ a: stat, _ dst: String, _ b: stat) throws(SandboxError) -> Bool {
+            let type = a.st_mode & S_IFMT
+            guard type == (b.st_mode & S_IFMT), a.st_mode == b.st_mode, a.st_uid == b.st_uid || !preserveOwner,
+                  a.st_gid == b.st_gid || !preserveOwner, a.st_size == b.st_size, a.st_mtim.tv_sec == b.st_mtim.tv_sec,
+                  a.st_mtim.tv_nsec == b.st_mtim.tv_nsec, a.st_nlink == 1, b.st_nlink == 1 else { return false }
+            guard carriedXattrs(src) == carriedXattrs(dst) else { return false }
+            switch type {
+            case S_IFLNK: return FileSys.readLinkText(src) == FileSys.readLinkText(dst)
+            case S_IFCHR, S_IFBLK: return a.st_rdev == b.st_rdev
+            case S_IFREG: return try sameBytes(src, dst, Int(a.st_size))
+            default: return true
+            }
+        }
+
+        mutating func sameBytes(_ a: String, _ b: String, _ size: Int) throws(SandboxError) -> Bool {
+            let fa = open(a, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), fb = open(b, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            defer { if fa >= 0 { close(fa) }; if fb >= 0 { close(fb) } }
+            guard fa >= 0, fb >= 0 else { return false }
+            var left = size
+            while left > 0 {
+                let want = min(left, compareBuffer.count / 2)
+                let ok = compareBuffer.withUnsafeMutableBytes { buf -> Bool in
+                    let half = buf.count / 2
+                    var got = 0
+                    while got < want {
+                        let n = Glibc.read(fa, buf.baseAddress! + got, want - got)
+                        if n <= 0 { return false }
+                        got += n
+                    }
+                    got = 0
+                    while got < want {
+                        let n = Glibc.read(fb, buf.baseAddress! + half + got, want - got)
+                        if n <= 0 { return false }
+                        got += n
+                    }
+                    return memcmp(buf.baseAddress!, buf.baseAddress! + half, want) == 0
+                }
+                if !ok { return false }
+                left -= want
+            }
+            return true
+        }
+
+        func carriedXattrs(_ path: String) -> [String: [UInt8]] {
+            var out: [String: [UInt8]] = [:]
+            for n in FileSys.xattrNames(path) where FileSys.isCarriedXattr(n) { out[n] = FileSys.xattr(path, n) ?? [] }
+            return out
+        }
+
+        func syncXattrs(_ src: String, _ dst: String) {
+            let want = carriedXattrs(src), have = carriedXattrs(dst)
+            for n in have.keys where want[n] == nil { _ = sys_lremovexattr(dst, n) }
+            for (n, v) in want where have[n] != v { _ = FileSys.setXattr(dst, n, v) }
+        }
+
         var stats = CopyStats()
         var reflinkWorks = true
         /// (dev, ino) of multiply-linked files already copied -> their copy.
@@ -283,7 +385,7 @@ public enum FileSys {
                 if !done { try copyData(inFD, outFD, Int(st.st_size), src) }
             }
             copyXattrs(src, dst)
-            if preserveOwner { fchown(outFD, st.st_uid, st.st_gid) }
+            if preserveOwner && (st.st_uid != euid || st.st_gid != egid) { fchown(outFD, st.st_uid, st.st_gid) }
             fchmod(outFD, st.st_mode & 0o7777)
             var times = [st.st_atim, st.st_mtim]
             futimens(outFD, &times)
@@ -294,12 +396,13 @@ public enum FileSys {
             while left > 0 {
                 let n = sys_copy_file_range(inFD, nil, outFD, nil, left, 0)
                 if n > 0 { left -= n; continue }
-                if n == 0 { break }  // the file shrank
+                if n == 0 { return }  // the file shrank
                 if errno == EINTR { continue }
                 if errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS { break }
                 throw SandboxError("cannot copy \(src): \(errnoString())")
             }
-            // Whatever copy_file_range could not do (or the rest after it stopped).
+            if left == 0 { return }
+            // What copy_file_range could not do.
             while true {
                 let r = buffer.withUnsafeMutableBytes { Glibc.read(inFD, $0.baseAddress, $0.count) }
                 if r < 0 { if errno == EINTR { continue }; throw SandboxError("cannot read \(src): \(errnoString())") }
