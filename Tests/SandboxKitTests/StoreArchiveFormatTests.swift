@@ -95,4 +95,20 @@ struct StoreArchiveFormatTests {
         bad[0] ^= 1
         #expect(ExportFormat.parseTrailer(bad) == nil)
     }
+
+    /// The archive digest (nettle, SHA-NI) agrees with the portable SHA-256.
+    @Test func archiveDigestMatchesPortableSHA256() {
+        #expect(ArchiveDigest.implementation == "nettle")
+        var rng = SystemRandomNumberGenerator()
+        for size in [0, 1, 63, 64, 65, 1000, 100_000] {
+            let data = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let d = ArchiveDigest()
+            data.withUnsafeBytes { buf in
+                let half = buf.count / 2
+                d.update(UnsafeRawBufferPointer(rebasing: buf[0..<half]))
+                d.update(UnsafeRawBufferPointer(rebasing: buf[half...]))
+            }
+            #expect(d.finalize() == SHA256.hash(data), "size \(size)")
+        }
+    }
 }

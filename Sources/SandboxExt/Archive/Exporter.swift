@@ -151,7 +151,7 @@ public enum SandboxExporter {
     /// Context of libarchive's write callback: the file, the running digest and length.
     final class Sink {
         let fd: Int32
-        var hasher = SHA256()
+        let hasher = ArchiveDigest()
         var length: UInt64 = 0
         var failed: Int32 = 0
         init(fd: Int32) { self.fd = fd }
@@ -167,6 +167,8 @@ public enum SandboxExporter {
         try check(archive_write_set_format_pax(a), "tar format")
         try check(archive_write_add_filter_zstd(a), "zstd filter")
         try check(archive_write_set_filter_option(a, "zstd", "compression-level", String(level)), "zstd level \(level)")
+        // Compress on every core (zstd's own threads), as `tar --zstd` pipes to a separate zstd process.
+        _ = archive_write_set_filter_option(a, "zstd", "threads", String(max(1, min(8, sysconf(Int32(_SC_NPROCESSORS_ONLN))))))
         archive_write_set_bytes_in_last_block(a, 1)
         let sink = Sink(fd: fd)
         let ctx = Unmanaged.passUnretained(sink).toOpaque()

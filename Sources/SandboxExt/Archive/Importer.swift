@@ -36,7 +36,7 @@ public enum SandboxImporter {
     final class Source {
         let fd: Int32
         var remaining: UInt64
-        var hasher = SHA256()
+        let hasher = ArchiveDigest()
         let buffer: UnsafeMutableRawPointer
         let capacity = 1 << 20
         var failed: Int32 = 0
