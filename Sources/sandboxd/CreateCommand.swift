@@ -25,7 +25,7 @@ struct CreateCommand: ParsableCommand {
     @Option(help: "Copy this file in as the plan, readable but not writable inside, at /sandbox/plan.md.")
     var plan: String?
 
-    @Option(help: "A central repository whose worker worktree becomes the workdir (not wired yet).")
+    @Option(help: "A central repository whose worker worktree (branch sandboxd/WORKER) becomes the workdir.")
     var repo: String?
 
     @Option(help: "The worker name for --repo.")

@@ -88,4 +88,29 @@ struct WorkspaceExecTests {
             #expect(!files.contains { $0.hasSuffix("/ran") }, "the command must not run without its claims")
         }
     }
+
+    @Test func aNamedSandboxOnAWorktreeKeepsItsWorkUntilTheGatePasses() throws {
+        try withWorkspaceTemp { dir in
+            let repo = dir + "/repo", state = dir + "/state"
+            // A named sandbox's overlay layers are named by path: its root must traverse to them.
+            chmod(dir, 0o711)
+            try WS.makeRepo(repo, files: WS.standardFiles)
+            let env = WS.environment(stateDir: state)
+            let create = try WS.run(Self.launcher, ["create", "s1", "--repo", repo, "--worker", "named"], env: env)
+            #expect(create.status == 0, "\(create.stderr)")
+            let commit = "echo 'let e = 5' > src/e.swift && git add -A && git -c user.name=n -c user.email=n@example.invalid commit -qm e && git log --oneline | wc -l"
+            let r = try WS.run(Self.launcher, ["exec", "--no-tty", "s1", "--", "sh", "-c", commit], env: env)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "the commit is on top of the base: \(r.stdout)")
+            // A second process resumes and finds the commit.
+            let again = try WS.run(Self.launcher, ["exec", "--no-tty", "s1", "--", "git", "log", "--format=%s", "-1"], env: env)
+            #expect(again.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "e")
+            let refused = try WS.run(Self.launcher, ["rm", "s1"], env: env)
+            #expect(refused.status != 0 && refused.stderr.contains("not passed the gate"), "\(refused.stderr)")
+            let gate = try WS.sandboxd(["gate", "--repo", repo, "--worker", "named"], stateDir: state)
+            #expect(gate.status == 0, "\(gate.stdout)\(gate.stderr)")
+            let rm = try WS.run(Self.launcher, ["rm", "s1"], env: env)
+            #expect(rm.status == 0, "\(rm.stderr)")
+        }
+    }
 }

@@ -148,14 +148,14 @@ struct StoreTests {
         }
     }
 
-    @Test func createWithRepoIsRefusedUntilWired() throws {
+    @Test func createWithSomethingThatIsNotARepositoryWritesNothing() throws {
         try withTempDir { dir in
             let store = makeStore(dir)
             let e = #expect(throws: SandboxError.self) {
                 try store.create(CreateOptions(name: "r", profile: Profile(name: "worker"),
                                                repository: .init(path: dir, worker: "w", base: nil), workflowID: "wf"))
             }
-            #expect(e?.message.contains("not wired yet") == true)
+            #expect(e?.message.contains("could not be provisioned") == true, "\(String(describing: e))")
             #expect(store.names().isEmpty)
         }
     }
@@ -246,7 +246,7 @@ struct StoreTests {
             let store = makeStore(dir)
             let m = try createSandbox(store, "box", plan: dir + "/plan.md")
             let p = store.paths("box")
-            let r = NamedExec.request(ExecRequest(argv: ["true"], workdir: "/elsewhere"), manifest: m, paths: p, store: store)
+            let r = try NamedExec.request(ExecRequest(argv: ["true"], workdir: "/elsewhere"), manifest: m, paths: p, store: store)
             #expect(r.workdir == p.managedWorkdir)
             #expect(r.persistence == Persistence(name: "box", rootChanges: p.rootChanges, home: p.home, plan: p.plan, results: p.results))
             let plan = try Planner().plan(profile: try NamedExec.profile(m), request: r)

@@ -33,9 +33,16 @@ public enum NamedExec {
     }
 
     /// `template` with the sandbox's workdir and persistence filled in.
-    public static func request(_ template: ExecRequest, manifest m: SandboxManifest, paths p: SandboxPaths, store: SandboxStore) -> ExecRequest {
+    public static func request(_ template: ExecRequest, manifest m: SandboxManifest, paths p: SandboxPaths, store: SandboxStore) throws(SandboxError) -> ExecRequest {
         var r = template
         r.workdir = store.workdir(m, p)
+        if let repo = m.repository {
+            // A worker's sandbox: its worktree (reused) and the git directories it needs.
+            let session = try RepoSession.begin(repo: repo.path, worker: repo.worker, base: repo.base, claims: [])
+            r.workdir = session.workdir
+            r.readOnly += session.readOnly
+            r.readWrite += session.readWrite
+        }
         r.persistence = Persistence(name: m.name, rootChanges: p.rootChanges, home: p.home,
                                     plan: m.plan != nil && FileSys.exists(p.plan) ? p.plan : nil, results: p.results)
         return r
@@ -45,7 +52,7 @@ public enum NamedExec {
     public static func plan(store: SandboxStore, name: String, template: ExecRequest) throws(SandboxError) -> LaunchPlan {
         let m = try store.load(name)
         let p = store.paths(name)
-        return try Planner().plan(profile: try profile(m), request: request(template, manifest: m, paths: p, store: store))
+        return try Planner().plan(profile: try profile(m), request: try request(template, manifest: m, paths: p, store: store))
     }
 
     /// Runs `template.argv` in the sandbox `name`; returns the plan used and the result.
@@ -54,7 +61,7 @@ public enum NamedExec {
         let session = try SandboxSession.open(store: store, name: name, operation: "exec", workflow: workflowID)
         defer { session.lock.release() }
         let prof = try profile(session.manifest)
-        let req = request(template, manifest: session.manifest, paths: session.paths, store: store)
+        let req = try request(template, manifest: session.manifest, paths: session.paths, store: store)
         let plan: LaunchPlan
         do {
             plan = try Planner().plan(profile: prof, request: req)

@@ -165,15 +165,17 @@ public struct SandboxStore: Sendable {
     @discardableResult
     public func create(_ o: CreateOptions) throws(SandboxError) -> SandboxManifest {
         try SandboxStore.validateName(o.name)
-        if o.repository != nil {
-            // TODO(workspaces): provision the worker's worktree (Workspace.provision in SandboxExt) as the
-            // workdir and record its base commit. Until that is wired, refuse rather than pretend.
-            throw SandboxError("create --repo is not wired yet: worktree provisioning for named sandboxes is pending; create the worktree with `sandboxd worktree add` and pass it as --workdir")
-        }
         try ensureLayout()
         if exists(o.name) { throw SandboxError("a sandbox named '\(o.name)' already exists; pick another name or `sandboxd rm \(o.name)` first") }
         var external: String? = nil
-        if let w = o.workdir {
+        var repository = o.repository
+        if let r = o.repository {
+            // The worker's worktree (provisioned, or reused, by sandboxd-ext) is the workdir.
+            let session = try RepoSession.begin(repo: r.path, worker: r.worker, base: r.base, claims: [])
+            external = session.workdir
+            repository?.base = session.base
+        }
+        if let w = o.workdir, external == nil {
             guard let real = resolvedPath(w), let st = statPath(real), (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw SandboxError("create --workdir \(w): not an existing directory")
             }
@@ -299,10 +301,8 @@ public struct SandboxStore: Sendable {
     /// tree is deleted. An external workdir is left alone.
     public func remove(_ name: String, force: Bool, workflowID: String) throws(SandboxError) {
         let session = try SandboxSession.open(store: self, name: name, operation: "rm", workflow: workflowID)
-        if let repo = session.manifest.repository, !force {
-            // TODO(workspaces): ask the gate whether the worktree holds work that has not passed;
-            // until then a sandbox with a worktree is only removed with --force.
-            throw SandboxError("sandbox \(name) has the worktree of worker \(repo.worker) in \(repo.path), which may hold work that has not passed the gate (the gate check is not wired into rm yet); pass the gate first, or use --force to remove it anyway")
+        if let repo = session.manifest.repository, !force, RepoSession.hasUnpassedWork(repo: repo.path, worker: repo.worker) {
+            throw SandboxError("sandbox \(name): the worktree of worker \(repo.worker) (repository \(repo.path)) holds work that has not passed the gate; run `sandboxd gate --repo \(repo.path) --worker \(repo.worker)` first, or pass --force to remove the sandbox anyway (the worktree itself stays until `sandboxd worktree rm`)")
         }
         let trash = sandboxesDir + "/.trash-\(getpid())-\(Clock.randomID(bytes: 4))-\(name)"
         try FileSys.rename(session.paths.dir, trash)

@@ -14,6 +14,8 @@ public struct RepoSession {
     /// Binds the sandbox needs besides the workdir: `SRC:DEST` read-only and read-write.
     public let readOnly: [String]
     public let readWrite: [String]
+    /// The commit the worktree was created from.
+    public let base: String?
     let ext: String
 
     /// Provisions (or reuses) the worktree and acquires the claims. A claim
@@ -23,13 +25,13 @@ public struct RepoSession {
         var args = ["worktree", "add", worker, "--repo", repo, "--json"]
         if let base { args += ["--base", base] }
         let add = try Subprocess.run(ext, args)
-        guard add.status == 0 else { throw SandboxError("exec --repo: the worktree of \(worker) could not be provisioned", exitCode: add.status == 75 ? 75 : ExitCode.sandboxFailed) }
+        guard add.status == 0 else { throw SandboxError("the worktree of worker \(worker) in \(repo) could not be provisioned (see the message above)", exitCode: add.status == 75 ? 75 : ExitCode.sandboxFailed) }
         let info: JSON
         do { info = try JSONParser.parse(add.stdout) } catch {
-            throw SandboxError("exec --repo: unreadable answer from sandboxd-ext worktree add: \(error)")
+            throw SandboxError("unreadable answer from sandboxd-ext worktree add: \(error)")
         }
         guard case .string(let path)? = info["path"], case .array(let mounts)? = info["mounts"] else {
-            throw SandboxError("exec --repo: sandboxd-ext worktree add did not say where the worktree is")
+            throw SandboxError("sandboxd-ext worktree add did not say where the worktree is")
         }
         var ro: [String] = [], rw: [String] = []
         for m in mounts {
@@ -37,14 +39,34 @@ public struct RepoSession {
             if src == path { continue } // the workdir itself
             if readOnly { ro.append("\(src):\(dst)") } else { rw.append("\(src):\(dst)") }
         }
-        let session = RepoSession(repo: repo, worker: worker, claims: claims, workdir: path, readOnly: ro, readWrite: rw, ext: ext)
+        var baseCommit: String? = nil
+        if case .string(let b)? = info["base"] { baseCommit = b }
+        let session = RepoSession(repo: repo, worker: worker, claims: claims, workdir: path, readOnly: ro, readWrite: rw,
+                                  base: baseCommit, ext: ext)
         if !claims.isEmpty {
             let acquire = try Subprocess.run(ext, ["lock", "acquire", "--repo", repo, "--worker", worker] + claims)
             guard acquire.status == 0 else {
-                throw SandboxError("exec --repo: claims not acquired; the command did not run", exitCode: acquire.status)
+                throw SandboxError("claims of \(worker) not acquired; the command did not run", exitCode: acquire.status)
             }
         }
         return session
+    }
+
+    /// Whether the worker's worktree holds commits or changes that have not
+    /// passed the gate (as `sandboxd worktree list` reports it). An unreadable
+    /// answer counts as "yes": never lose work on a guess.
+    public static func hasUnpassedWork(repo: String, worker: String, ext: String = companionBinary("sandboxd-ext")) -> Bool {
+        guard let list = try? Subprocess.run(ext, ["worktree", "list", "--repo", repo, "--json"]), list.status == 0,
+              case .array(let items)? = try? JSONParser.parse(list.stdout) else { return true }
+        for item in items {
+            guard case .string(let w)? = item["worker"], w == worker else { continue }
+            guard let status = item["status"] else { return true }
+            if case .string? = status["problem"] { return true }
+            if case .int(let n)? = status["unpassedCommits"], n > 0 { return true }
+            if case .array(let changes)? = status["uncommitted"], !changes.isEmpty { return true }
+            return false
+        }
+        return false // no worktree left: nothing to lose
     }
 
     public struct GateOutcome: Sendable {
