@@ -269,8 +269,17 @@ public enum SandboxImporter {
         m.name = name
         m.externalWorkdir = nil
         if m.status == .running { m.status = .interrupted }
-        m.importedFrom = .object([("file", .string(file)), ("sha256", .string(digest)), ("name", .string(original)),
-                                  ("at", .string(Clock.iso())), ("audit_intact", .bool(verification.ok))])
+        var imported: [(String, JSON)] = [("file", .string(file)), ("sha256", .string(digest)), ("name", .string(original)),
+                                          ("at", .string(Clock.iso())), ("audit_intact", .bool(verification.ok))]
+        if let r = m.repository {
+            // The archive carries the worktree's files, not its git directory (which lives with the
+            // central repository): the imported sandbox runs on those files as its own workdir.
+            // TODO(workspaces): carry the worker's git directory and re-attach it to a repository on import.
+            imported.append(("repository", .object([("path", .string(r.path)), ("worker", .string(r.worker)),
+                                                    ("base", r.base.map(JSON.string) ?? .null)])))
+            m.repository = nil
+        }
+        m.importedFrom = .object(imported)
         for d in [p.rootChanges, p.upper, p.work, p.home, p.results, p.managedWorkdir] { try FileSys.makeDirectory(d, mode: 0o755) }
         try FileSys.makeDirectory(p.checkpoints, mode: 0o700)
         let lfd = open(p.lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
