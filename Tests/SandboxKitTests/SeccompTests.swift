@@ -74,7 +74,7 @@ struct SeccompTests {
             #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
             // A wrong key (another policy's file under this name) is never used.
             chmod(file, 0o600)
-            try Data("sandboxd-seccomp 3|other\n1\n12345678".utf8).write(to: URL(fileURLWithPath: file))
+            try Data("sandboxd-seccomp 4|other\n1\n12345678".utf8).write(to: URL(fileURLWithPath: file))
             #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
             // A directory others can write is not used at all.
             chmod(cacheDir, 0o777)

@@ -36,7 +36,7 @@ public final class SeccompCache: @unchecked Sendable {
     /// Everything the compiled bytes depend on, in a canonical form.
     static func key(_ policy: SeccompPolicy) -> String {
         let v = seccomp_version().pointee
-        return "sandboxd-seccomp 3|libseccomp \(v.major).\(v.minor).\(v.micro)|arch \(seccomp_arch_native())"
+        return "sandboxd-seccomp 4|libseccomp \(v.major).\(v.minor).\(v.micro)|arch \(seccomp_arch_native())"
             + "|allow \(policy.allow.sorted().joined(separator: ","))|deny \(policy.deny.sorted().joined(separator: ","))"
     }
 
