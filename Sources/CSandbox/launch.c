@@ -310,9 +310,6 @@ static void run_ops(struct child_ctx *c)
         case SBX_OP_OVERLAY: op_overlay(c, op, (int)i); break;
         case SBX_OP_MASK: op_mask(c, op, (int)i); break;
         case SBX_OP_READONLY: op_readonly(c, op, (int)i); break;
-        case SBX_OP_DIR:
-            if (mkdir_p(c->newroot_fd, op->target, op->mode ? op->mode : 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, (int)i);
-            break;
         case SBX_OP_SYMLINK: {
             char parent[SBX_PATH_MAX];
             size_t n = strlen(op->target);
@@ -879,7 +876,3 @@ int sbx_pidfd_send_signal(int pidfd, int sig)
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
-int sbx_close_range_cloexec(unsigned first)
-{
-    return (int)syscall(SYS_close_range, first, ~0u, CLOSE_RANGE_CLOEXEC);
-}

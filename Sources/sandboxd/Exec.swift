@@ -94,7 +94,7 @@ struct Exec: ParsableCommand {
         }
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let profileValue: Profile
-        switch Result(catching: { () throws(ProfileError) -> Profile in try ProfileCLI.loader().load(profile ?? "worker") }) {
+        switch Result(catching: { () throws(ProfileError) -> Profile in try ProfileCLI.loader(host).load(profile ?? "worker") }) {
         case .success(let p): profileValue = p
         case .failure(let e): throw ProfileCLI.fail(e)
         }

@@ -1,4 +1,5 @@
 import Glibc
+import SandboxKit
 
 /// Subcommands that live in the companion binary `sandboxd-ext` (they need
 /// libgit2 or libarchive, which would cost every `sandboxd exec` start-up
@@ -15,21 +16,11 @@ enum Forward {
         guard args.count > 1 else { return }
         let target = args[1] == "help" && args.count > 2 ? args[2] : args[1]
         guard commands.contains(target) else { return }
-        let ext = companionPath()
+        let ext = companionBinary("sandboxd-ext")
         let cArgs = args.map { strdup($0) } + [nil]
         execv(ext, cArgs)
         let e = errno
         CLI.warn("`\(target)` is provided by \(ext), which could not be run: \(String(cString: strerror(e))); build or install sandboxd-ext next to sandboxd")
         exit(125)
-    }
-
-    /// `<directory of /proc/self/exe>/sandboxd-ext`.
-    static func companionPath() -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { return "sandboxd-ext" }
-        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard let slash = exe.lastIndex(of: "/") else { return "sandboxd-ext" }
-        return String(exe[..<slash]) + "/sandboxd-ext"
     }
 }

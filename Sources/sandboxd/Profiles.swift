@@ -26,8 +26,7 @@ struct Profiles: ParsableCommand {
 /// What the profile commands share (and `exec` can use): a loader for this process, error exit.
 enum ProfileCLI {
     /// A loader for the current directory, environment and home of this process.
-    static func loader() -> ProfileLoader {
-        let host = HostFacts.current()
+    static func loader(_ host: HostFacts = .current()) -> ProfileLoader {
         return ProfileLoader(cwd: host.cwd, environment: host.environment, homeDirectory: host.home)
     }
 

@@ -23,7 +23,6 @@ enum sbx_op_kind {
     SBX_OP_DEV = 4,      /* minimal /dev at `target`: null zero full random urandom tty, pts, shm */
     SBX_OP_MASK = 5,     /* hide `target`: empty read-only file or directory on top of it */
     SBX_OP_READONLY = 6, /* make `target` (already inside the new root) read-only in place */
-    SBX_OP_DIR = 7,      /* create directory `target` with `mode` */
     SBX_OP_SYMLINK = 8,  /* symlink `target` -> `source` */
     SBX_OP_OVERLAY = 9,  /* overlayfs at `target`: lower = host `source`, `data` = "UPPER\nWORK" host dirs */
 };
@@ -41,7 +40,6 @@ struct sbx_op {
     const char *source;
     const char *target;
     const char *data;
-    uint32_t mode;
 };
 
 struct sbx_rlimit {
@@ -146,7 +144,6 @@ char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
 /* Small wrappers Swift cannot call directly. */
 int sbx_pidfd_send_signal(int pidfd, int sig);
 int sbx_landlock_abi(void);
-int sbx_close_range_cloexec(unsigned first);
 int sbx_memfd(const char *name);
 /* 0 if open_tree(2) works here, else -1 with errno. */
 int sbx_probe_open_tree(void);

@@ -23,7 +23,7 @@ public enum Launcher {
             if m.optional { flags |= SBX_F_OPTIONAL.rawValue }
             if m.idmap { flags |= SBX_F_IDMAP.rawValue }
             return sbx_op(kind: opKind(m.kind), flags: flags, source: arena.c(m.source), target: arena.c(m.target),
-                          data: arena.c(m.data), mode: m.mode)
+                          data: arena.c(m.data))
         }
         let argv = arena.array(plan.argv)
         let envp = arena.array(plan.environment)
@@ -132,7 +132,6 @@ public enum Launcher {
         case .dev: SBX_OP_DEV.rawValue
         case .mask: SBX_OP_MASK.rawValue
         case .readOnly: SBX_OP_READONLY.rawValue
-        case .dir: SBX_OP_DIR.rawValue
         case .symlink: SBX_OP_SYMLINK.rawValue
         case .overlay: SBX_OP_OVERLAY.rawValue
         }

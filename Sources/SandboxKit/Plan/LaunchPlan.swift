@@ -3,7 +3,7 @@
 /// executes it and decides nothing.
 public struct LaunchPlan: Sendable, Equatable {
     public struct Mount: Sendable, Equatable {
-        public enum Kind: String, Sendable { case bind, tmpfs, proc, dev, mask, readOnly = "readonly", dir, symlink, overlay }
+        public enum Kind: String, Sendable { case bind, tmpfs, proc, dev, mask, readOnly = "readonly", symlink, overlay }
         public var kind: Kind
         /// Host path (bind), link text (symlink), nil otherwise.
         public var source: String?
@@ -16,10 +16,9 @@ public struct LaunchPlan: Sendable, Equatable {
         public var idmap = false
         /// tmpfs mount data; for an overlay, the upper and work directories (host paths).
         public var data: String?
-        public var mode: UInt32 = 0
 
         public init(_ kind: Kind, source: String? = nil, target: String, readOnly: Bool = false,
-                    optional: Bool = false, idmap: Bool = false, data: String? = nil, mode: UInt32 = 0) {
+                    optional: Bool = false, idmap: Bool = false, data: String? = nil) {
             self.kind = kind
             self.source = source
             self.target = target
@@ -27,7 +26,6 @@ public struct LaunchPlan: Sendable, Equatable {
             self.optional = optional
             self.idmap = idmap
             self.data = data
-            self.mode = mode
         }
     }
 
