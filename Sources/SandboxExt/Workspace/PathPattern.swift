@@ -160,32 +160,22 @@ public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether two sequences of segments can match a common path. `**` behaves like `*` over segments.
     static func segmentsIntersect(_ a: [Segment], _ b: [Segment]) -> Bool {
-        let n = a.count, m = b.count
-        var memo = [Int8](repeating: -1, count: (n + 1) * (m + 1))
-        func go(_ i: Int, _ j: Int) -> Bool {
-            let key = i * (m + 1) + j
-            if memo[key] >= 0 { return memo[key] == 1 }
-            let r: Bool
-            if i == n && j == m {
-                r = true
-            } else if i < n && a[i] == .anyDepth {
-                // Either `**` matches nothing more, or it swallows the segment b[j] stands for.
-                r = go(i + 1, j) || (j < m && go(i, j + 1))
-            } else if j < m && b[j] == .anyDepth {
-                r = go(i, j + 1) || (i < n && go(i + 1, j))
-            } else if i < n && j < m, case .glob(let x) = a[i], case .glob(let y) = b[j] {
-                r = atomsIntersect(x, y) && go(i + 1, j + 1)
-            } else {
-                r = false
-            }
-            memo[key] = r ? 1 : 0
-            return r
+        intersect(a, b, isWildcard: { $0 == .anyDepth }) { x, y in
+            guard case .glob(let p) = x, case .glob(let q) = y else { return false }
+            return atomsIntersect(p, q)
         }
-        return go(0, 0)
     }
 
     /// Whether two segment globs can match a common string.
     static func atomsIntersect(_ a: [Atom], _ b: [Atom]) -> Bool {
+        intersect(a, b, isWildcard: { $0 == .star }, compatible)
+    }
+
+    /// Whether two patterns over the same alphabet can match a common word: a
+    /// wildcard matches any run of symbols (either it ends here, or it takes the
+    /// symbol the other side stands for); other symbols must be `compatible`.
+    /// Memoized over positions, so O(|a|·|b|).
+    static func intersect<T>(_ a: [T], _ b: [T], isWildcard: (T) -> Bool, _ compatible: (T, T) -> Bool) -> Bool {
         let n = a.count, m = b.count
         var memo = [Int8](repeating: -1, count: (n + 1) * (m + 1))
         func go(_ i: Int, _ j: Int) -> Bool {
@@ -194,10 +184,9 @@ public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
             let r: Bool
             if i == n && j == m {
                 r = true
-            } else if i < n && a[i] == .star {
-                // The star ends here, or it takes the character b[j] produces (or b's star ends).
+            } else if i < n && isWildcard(a[i]) {
                 r = go(i + 1, j) || (j < m && go(i, j + 1))
-            } else if j < m && b[j] == .star {
+            } else if j < m && isWildcard(b[j]) {
                 r = go(i, j + 1) || (i < n && go(i + 1, j))
             } else if i < n && j < m {
                 r = compatible(a[i], b[j]) && go(i + 1, j + 1)

@@ -29,15 +29,11 @@ extension Profile {
 
     /// The resolved profile as a JSON object; sizes are in bytes and durations in seconds.
     public func renderJSON() -> String {
-        var members = [
-            ("name", JSONText.string(name)),
-            ("description", JSONText.string(description)),
-            ("source", JSONText.string(source)),
-        ]
+        var members: [(String, JSON)] = [("name", .string(name)), ("description", .string(description)), ("source", .string(source))]
         for (section, keys) in renderedSections {
-            members.append((section, JSONText.object(keys.map { ($0.0, JSONText.value($0.1, indent: "    ")) }, indent: "  ")))
+            members.append((section, .object(keys.map { ($0.0, $0.1.json) })))
         }
-        return JSONText.object(members, indent: "") + "\n"
+        return JSON.object(members).rendered(pretty: true) + "\n"
     }
 
     /// A value as both renderers need it; `size` is a byte count ("4GiB" in TOML, a number in JSON).
@@ -164,41 +160,18 @@ private enum TOMLText {
     }
 }
 
-private enum JSONText {
-    static func value(_ value: Profile.RenderedValue, indent: String) -> String {
-        switch value {
-        case .string(let text): return string(text)
-        case .integer(let n), .size(let n): return String(n)
-        case .number(let n): return numberText(n)
-        case .boolean(let flag): return flag ? "true" : "false"
-        case .strings(let items):
-            guard !items.isEmpty else { return "[]" }
-            return "[\n" + items.map { "\(indent)  \(string($0))" }.joined(separator: ",\n") + "\n\(indent)]"
-        case .table(let entries):
-            return object(entries.map { ($0.0, string($0.1)) }, indent: indent)
+extension Profile.RenderedValue {
+    /// Sizes are byte counts and durations seconds in JSON; whole numbers without ".0".
+    var json: JSON {
+        switch self {
+        case .string(let text): return .string(text)
+        case .integer(let n), .size(let n): return .uint(n)
+        case .number(let n):
+            return n == n.rounded() && abs(n) < 9_007_199_254_740_992 ? .int(Int64(n)) : .double(n)
+        case .boolean(let flag): return .bool(flag)
+        case .strings(let items): return .strings(items)
+        case .table(let entries): return .object(entries.map { ($0.0, .string($0.1)) })
         }
-    }
-
-    /// `members` are already-rendered values; `indent` is that of the object's braces.
-    static func object(_ members: [(String, String)], indent: String) -> String {
-        guard !members.isEmpty else { return "{}" }
-        return "{\n" + members.map { "\(indent)  \(string($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n\(indent)}"
-    }
-
-    static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            case _ where scalar.value < 0x20: out += unicodeEscape(scalar)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 
