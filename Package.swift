@@ -29,9 +29,10 @@ let package = Package(
         .target(name: "SandboxExt", dependencies: ["SandboxKit", "CGit2", "CArchive"]),
         .executableTarget(
             name: "sandboxd",
-            dependencies: ["SandboxKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SandboxKit"]
         ),
-        // `sandboxd lock|gate|worktree|export|import` are forwarded here by execv.
+        // Every subcommand but exec, forwarded here by execv: swift-argument-parser,
+        // libgit2 and libarchive stay out of the launcher.
         .executableTarget(
             name: "sandboxd-ext",
             dependencies: ["SandboxExt", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -2,44 +2,8 @@ import ArgumentParser
 import Glibc
 import SandboxExt
 
-/// What export and import share: the store of this process, the workflow id, error exits, sizes.
+/// What export and import share: sizes and rates.
 enum ArchiveCLI {
-    static func environment() -> [String: String] {
-        var env: [String: String] = [:]
-        var entry: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
-        while let current = entry, let pointer = current.pointee {
-            let pair = String(cString: pointer)
-            if let eq = pair.firstIndex(of: "=") { env[String(pair[..<eq])] = String(pair[pair.index(after: eq)...]) }
-            entry = current + 1
-        }
-        return env
-    }
-
-    static func store() -> SandboxStore {
-        let env = environment()
-        var home = env["HOME"] ?? ""
-        if home.isEmpty, let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir { home = String(cString: dir) }
-        var cwd = "/"
-        if let p = getcwd(nil, 0) { cwd = String(cString: p); free(p) }
-        return SandboxStore(root: SandboxStore.defaultRoot(environment: env, cwd: cwd, home: home))
-    }
-
-    static func workflow(_ explicit: String?) -> String { AuditLog.workflowID(explicit, environment: environment()) }
-
-    static func warn(_ message: String) {
-        let line = "sandboxd: \(message)\n"
-        _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-    }
-
-    static func run(_ body: () throws(SandboxError) -> Int32) throws {
-        switch Result(catching: body) {
-        case .success(let code): if code != 0 { throw ArgumentParser.ExitCode(code) }
-        case .failure(let e):
-            warn(e.message)
-            throw ArgumentParser.ExitCode(e.exitCode)
-        }
-    }
-
     /// "64GiB", "500M", "1048576" -> bytes.
     static func size(_ text: String) -> UInt64? {
         let t = text.trimmingCharacters(in: " ")

@@ -34,10 +34,10 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        try ArchiveCLI.run { () throws(SandboxError) -> Int32 in
-            let s = try SandboxExporter.export(store: ArchiveCLI.store(), name: name, output: output,
-                                               workflow: ArchiveCLI.workflow(workflowID), level: level)
-            for p in s.strippedSetID { ArchiveCLI.warn("\(p): setuid/setgid bits dropped (they have no effect in a sandbox)") }
+        try StoreCLI.run { () throws(SandboxError) -> Int32 in
+            let s = try SandboxExporter.export(store: StoreCLI.store(), name: name, output: output,
+                                               workflow: StoreCLI.workflow(workflowID), level: level)
+            for p in s.strippedSetID { CLI.warn("\(p): setuid/setgid bits dropped (they have no effect in a sandbox)") }
             if json {
                 print(JSON.object([
                     ("file", .string(s.file)), ("entries", .int(Int64(s.entries))), ("bytes", .int(Int64(clamping: s.bytes))),

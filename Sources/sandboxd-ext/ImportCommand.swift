@@ -34,11 +34,11 @@ struct ImportCommand: ParsableCommand {
     }
 
     func run() throws {
-        try ArchiveCLI.run { () throws(SandboxError) -> Int32 in
-            let s = try SandboxImporter.importArchive(store: ArchiveCLI.store(), file: file, name: name,
-                                                      workflow: ArchiveCLI.workflow(workflowID), maximumBytes: ArchiveCLI.size(maxSize)!)
+        try StoreCLI.run { () throws(SandboxError) -> Int32 in
+            let s = try SandboxImporter.importArchive(store: StoreCLI.store(), file: file, name: name,
+                                                      workflow: StoreCLI.workflow(workflowID), maximumBytes: ArchiveCLI.size(maxSize)!)
             if !s.auditIntact {
-                ArchiveCLI.warn("the imported audit log does not verify: \(s.auditProblems.joined(separator: "; "))")
+                CLI.warn("the imported audit log does not verify: \(s.auditProblems.joined(separator: "; "))")
             }
             if json {
                 print(JSON.object([

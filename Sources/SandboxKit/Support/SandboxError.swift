@@ -12,6 +12,9 @@ public enum ExitCode {
     public static let lockConflict: Int32 = 75
 }
 
+/// `ExitCode` by a name that does not collide with swift-argument-parser's.
+public typealias SandboxExitCode = ExitCode
+
 /// An error that ends a sandboxd command: a message that says what to do, and the exit code.
 public struct SandboxError: Error, CustomStringConvertible, Equatable {
     public var message: String

@@ -26,14 +26,11 @@ struct Profiles: ParsableCommand {
 /// What the profile commands share (and `exec` can use): a loader for this process, error exit.
 enum ProfileCLI {
     /// A loader for the current directory, environment and home of this process.
-    static func loader(_ host: HostFacts = .current()) -> ProfileLoader {
-        return ProfileLoader(cwd: host.cwd, environment: host.environment, homeDirectory: host.home)
-    }
+    static func loader(_ host: HostFacts = .current()) -> ProfileLoader { host.profileLoader }
 
     /// Prints `sandboxd: <error>` to stderr and returns the exit to throw (125).
     static func fail(_ error: ProfileError) -> ArgumentParser.ExitCode {
-        let line = "sandboxd: \(error)\n"
-        _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        CLI.warn(error.description)
         return ArgumentParser.ExitCode(error.exitCode)
     }
 

@@ -4,9 +4,7 @@ import SandboxKit
 
 /// What the named-sandbox commands share: the store, the workflow id, error exits, times.
 enum StoreCLI {
-    static func store(_ host: HostFacts = .current()) -> SandboxStore {
-        SandboxStore(root: SandboxStore.defaultRoot(environment: host.environment, cwd: host.cwd, home: host.home))
-    }
+    static func store(_ host: HostFacts = .current()) -> SandboxStore { host.store }
 
     static func workflow(_ explicit: String?) -> String {
         AuditLog.workflowID(explicit, environment: HostFacts.current().environment)
