@@ -126,11 +126,17 @@ int sbx_read_status(int sync_fd, int *status);
 const char *sbx_stage_name(int32_t stage);
 
 /* The cgroup janitor: a tiny process that outlives a SIGKILLed sandboxd and
- * removes the sandbox's cgroup directories once they are empty. `dirs` is a
- * NULL-terminated list. Returns the write end of its pipe (close-on-exec), or -1. */
-int sbx_janitor_start(const char *const *dirs);
-/* Tell the janitor the parent cleaned up itself and it may exit. */
-void sbx_janitor_dismiss(int fd);
+ * removes the sandbox's cgroup directories once they are empty. */
+struct sbx_janitor {
+    int fd;          /* write end of its pipe (close-on-exec); -1 when not running */
+    int pid;
+    void *memory;    /* its arguments and stack, freed by dismiss */
+    size_t memory_size;
+};
+/* `dirs` is a NULL-terminated list, copied. Returns 0, or -1 (errno set). */
+int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out);
+/* Tell the janitor the parent cleaned up itself; reap it and free its memory. */
+void sbx_janitor_dismiss(struct sbx_janitor *janitor);
 
 /* Walk `root` (not following symlinks) and return a malloc'd list of matches,
  * one per line: a type letter (f, d, l) and the path relative to root, ending

@@ -31,7 +31,7 @@ public struct Supervisor {
     public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
         let start = monotonicSeconds()
         var cgroups: CgroupSet? = nil
-        var janitor: Int32 = -1
+        var janitor = sbx_janitor(fd: -1, pid: -1, memory: nil, memory_size: 0)
         if plan.limits.memory > 0 || plan.limits.pids > 0 || plan.limits.cpus > 0 {
             guard let layout = CgroupSet.detect() else {
                 throw SandboxError("cgroups: no usable cgroup hierarchy (need cgroup v2 with memory+pids, or v1 memory and pids); the profile sets limits, so the sandbox will not start without them")
@@ -42,7 +42,7 @@ public struct Supervisor {
         }
         func cleanupCgroups() {
             cgroups?.remove()
-            if janitor >= 0 { sbx_janitor_dismiss(janitor) }
+            sbx_janitor_dismiss(&janitor)
         }
 
         // Block the forwarded signals before the child exists; it unblocks its own.
@@ -174,15 +174,18 @@ public struct Supervisor {
         }
     }
 
-    private func startJanitor(_ dirs: [String]) -> Int32 {
+    /// Starts the janitor (it copies the paths); if it cannot start, the sandbox
+    /// still runs, but a SIGKILL of sandboxd would leave the cgroups behind.
+    private func startJanitor(_ dirs: [String]) -> sbx_janitor {
+        var janitor = sbx_janitor(fd: -1, pid: -1, memory: nil, memory_size: 0)
         var cdirs = dirs.map { strdup($0) } + [nil]
-        // The janitor's copy of these strings lives in its own (copied) memory; ours are freed after fork.
         defer { cdirs.forEach { free($0) } }
-        return cdirs.withUnsafeMutableBufferPointer { buf in
+        _ = cdirs.withUnsafeMutableBufferPointer { buf in
             UnsafeRawPointer(buf.baseAddress!).withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) {
-                sbx_janitor_start($0)
+                sbx_janitor_start($0, &janitor)
             }
         }
+        return janitor
     }
 }
 

@@ -5,6 +5,11 @@ func errnoString(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
 
 /// Reads a small file (procfs, cgroupfs, sysfs) in one go; nil if it cannot be opened.
 func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    readSmallBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// The bytes of a file up to `limit`, or nil if it cannot be opened.
+func readSmallBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -16,7 +21,7 @@ func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
         if n <= 0 { break }
         out.append(contentsOf: buf[0..<n])
     }
-    return String(decoding: out, as: UTF8.self)
+    return out
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory,
