@@ -59,8 +59,21 @@ public enum SandboxExporter {
                               host: session.paths.plan, st: pst, data: nil))
         }
         var links: [String: String] = [:]
-        for (area, host) in [("root/upper", session.paths.upper), ("home", session.paths.home),
-                             ("workdir", session.workdir), ("results", session.paths.results)] {
+        var areas = [("root/upper", session.paths.upper), ("home", session.paths.home),
+                     ("workdir", session.workdir), ("results", session.paths.results)]
+        if let gitDir = session.workerGitDir {
+            // What a fresh machine needs to continue the worker's work: its git directory and metadata.
+            let metaPath = session.workdir + ".meta"
+            guard let mst = FileSys.lstat(metaPath), (mst.st_mode & S_IFMT) == S_IFREG else {
+                throw SandboxError("export: \(name) is a worker's sandbox but its worktree metadata \(metaPath) is missing; run `sandboxd exec \(name) -- true` to re-provision it, then export again")
+            }
+            items.append(Item(entry: .init(path: WorkerGitState.metaEntry, kind: .file, size: UInt64(mst.st_size), mode: 0o644),
+                              host: metaPath, st: mst, data: nil))
+            areas.append(("gitdir", gitDir))
+        }
+        // Checkpoints: under the lock none is being built, so every directory in there is whole.
+        areas.append(("checkpoints", session.paths.checkpoints))
+        for (area, host) in areas {
             try walk(host, area, &items, &links, &stripped)
         }
         let total = items.reduce(UInt64(0)) { $0 + $1.entry.size }
