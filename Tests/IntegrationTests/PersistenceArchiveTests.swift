@@ -189,6 +189,8 @@ struct PersistenceArchiveTests {
                  expect: "outside what an export holds"),
             Case(name: "device node in a checkpoint's home", spec: #"{"entries": [{"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/1", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home/sda", "kind": "c", "mode": 384}]}"#,
                  expect: "device node"),
+            Case(name: "bomb: one file copied into many checkpoints", spec: #"{"entries": [{"path": "home/z", "kind": "f", "zeros": 8388608}, {"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/1", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home/a", "kind": "h", "link": "home/z"}, {"path": "checkpoints/1/home/b", "kind": "h", "link": "home/z"}]}"#,
+                 expect: "cap", flags: ["--max-size", "20M"]),
             Case(name: "git directory without a repository", spec: #"{"version": 2, "entries": [{"path": "gitdir", "kind": "d", "mode": 493}, {"path": "gitdir/HEAD", "kind": "f", "data": "ref: refs/heads/sandboxd/w\n"}]}"#,
                  expect: "names no repository"),
         ]

@@ -110,6 +110,35 @@ struct PersistenceWorkerTests {
         }
     }
 
+    @Test func checkpointsKeepTheArchiveCompactAndComeBackAsFilesOfTheirOwn() throws {
+        try Self.withFixture { f in
+            var r = try f.sandboxd("create", "c")
+            try #require(r.status == 0, "\(r.stderr)")
+            try f.sh("c", "head -c 3000000 /dev/urandom > big.bin")
+            for _ in 0..<2 { try #require(try f.sandboxd("checkpoint", "c").status == 0) }
+            let archive = f.dir + "/c.sbx"
+            r = try f.sandboxd("export", "c", "-o", archive)
+            try #require(r.status == 0, "\(r.stderr)")
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int)
+            #expect(size < 3_300_000, "two checkpoints of a 3 MB file made a \(size)-byte archive")
+
+            let other = f.dir + "/other"
+            r = try f.sandboxd("import", archive, state: other)
+            try #require(r.status == 0, "\(r.stderr)")
+            let copies = ["workdir", "checkpoints/1/workdir", "checkpoints/2/workdir"].map { other + "/sandboxes/c/" + $0 + "/big.bin" }
+            for path in copies {
+                var st = stat()
+                #expect(lstat(path, &st) == 0 && st.st_nlink == 1 && st.st_size == 3_000_000, "\(path)")
+            }
+            // A write in place after the import leaves the checkpoints alone.
+            try f.sh("c", "printf x | dd of=big.bin bs=1 seek=0 conv=notrunc status=none", state: other)
+            r = try f.sandboxd("rewind", "c", "2", state: other)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(Persist.hostFileHash(copies[0]) == Persist.hostFileHash(copies[2]))
+            #expect(Persist.hostFileHash(copies[0]) == Persist.hostFileHash(f.state + "/sandboxes/c/workdir/big.bin"))
+        }
+    }
+
     @Test func exportImportBringsBackCommitsCheckpointsAndAFreshMachineNeedsTheRepository() throws {
         try Self.withFixture { f in
             var r = try f.sandboxd("create", "s", "--repo", f.repo, "--worker", "w")

@@ -99,6 +99,9 @@ public enum ExportFormat {
         public var sandbox: String
         public var created: String
         public var totalBytes: UInt64
+        /// What import writes: `totalBytes` plus a full copy for every `isCopyLink` entry
+        /// (not in the archive's JSON: derived, and what the caps apply to).
+        public var writtenBytes: UInt64 = 0
         public var entries: [Entry]
 
         public var json: JSON {
@@ -132,6 +135,8 @@ public enum ExportFormat {
         entries.reserveCapacity(raw.count)
         var seen: [String: Kind] = [:]
         var sum: UInt64 = 0
+        var written: UInt64 = 0
+        var sizes: [String: UInt64] = [:]
         for item in raw {
             guard let a = item.arrayValue, a.count >= 4, let path = a[0].stringValue,
                   let kind = a[1].stringValue.flatMap(Kind.init(rawValue:)), let size = a[2].intValue, size >= 0,
@@ -144,12 +149,17 @@ public enum ExportFormat {
             let (s, overflow) = sum.addingReportingOverflow(e.size)
             guard !overflow else { throw hostile("sizes overflow") }
             sum = s
-            guard sum <= maximumBytes else { throw hostile("its files add up to more than the \(maximumBytes)-byte cap (--max-size)") }
+            if e.kind == .file { sizes[path] = e.size }
+            let copied = isCopyLink(e) ? sizes[e.link ?? ""] ?? 0 : e.size
+            let (w, wOverflow) = written.addingReportingOverflow(copied)
+            guard !wOverflow else { throw hostile("sizes overflow") }
+            written = w
+            guard written <= maximumBytes else { throw hostile("its files add up to more than the \(maximumBytes)-byte cap (--max-size)") }
             entries.append(e)
         }
         guard sum == UInt64(total) else { throw hostile("the entries add up to \(sum) bytes, not the \(total) declared") }
         guard seen["manifest.json"] == .file else { throw hostile("no manifest.json") }
-        return Index(sandbox: sandbox, created: root["created"]?.stringValue ?? "", totalBytes: sum, entries: entries)
+        return Index(sandbox: sandbox, created: root["created"]?.stringValue ?? "", totalBytes: sum, writtenBytes: written, entries: entries)
     }
 
     /// The checks on one entry, given the entries before it.
@@ -234,6 +244,12 @@ public enum ExportFormat {
         let prefix = "checkpoints/\(parts[1])/"
         if parts[2] == "checkpoint.json" { return parts.count == 3 ? p : nil }
         return checkpointAreas.contains(String(parts[2])) ? prefix + parts[2] : nil
+    }
+
+    /// A hard link from one area to another: the exporter's stand-in for a
+    /// checkpoint's copy of an equal file, which import writes as a file of its own.
+    public static func isCopyLink(_ e: Entry) -> Bool {
+        e.kind == .hardlink && e.link.flatMap(areaOf) != areaOf(e.path)
     }
 
     /// `checkpoints` and `checkpoints/N`: the directories that hold checkpoints.

@@ -139,8 +139,8 @@ public enum SandboxImporter {
         var vfs = statvfs()
         if statvfs(store.sandboxesDir, &vfs) == 0 {
             let free = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize)
-            if index.totalBytes > free {
-                throw SandboxError("import: the archive holds \(index.totalBytes) bytes of files but \(store.sandboxesDir) has \(free) free")
+            if index.writtenBytes > free {
+                throw SandboxError("import: the archive holds \(index.writtenBytes) bytes of files but \(store.sandboxesDir) has \(free) free")
             }
         }
 
@@ -249,6 +249,11 @@ public enum SandboxImporter {
                 guard FileSys.isCarriedXattr(n) else { throw hostile("extended attribute \(n.prefix(100)) (only user.* and trusted.overlay.* are carried)") }
             }
 
+            if ExportFormat.isCopyLink(expected), let link = expected.link {
+                // Written before libarchive sets the directories' times, at close.
+                _ = try FileSys.copyTree(staging + "/" + link, staging + "/" + path)
+                continue
+            }
             archive_entry_set_pathname(e, staging + "/" + path)
             if let hard { archive_entry_set_hardlink(e, staging + "/" + hard) }
             let wrc = archive_write_header(disk, e)
