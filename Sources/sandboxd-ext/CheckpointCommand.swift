@@ -1,11 +1,11 @@
 import ArgumentParser
-import SandboxKit
+import SandboxExt
 
 /// `sandboxd checkpoint NAME [--label L]`
 struct CheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint",
-        abstract: "Save a named sandbox's root changes, HOME and workdir; `sandboxd rewind` restores them.",
+        abstract: "Save a named sandbox's root changes, HOME and workdir (and a worker's git directory); `sandboxd rewind` restores them.",
         discussion: "Files are reflinked where the file system allows (btrfs, XFS), copied otherwise."
     )
 
@@ -67,7 +67,11 @@ struct RewindCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rewind",
         abstract: "Restore a named sandbox's root changes, HOME and workdir exactly as a checkpoint saved them.",
-        discussion: "Plan, results and the audit log are not rewound. The checkpoint is kept."
+        discussion: """
+            A worker's sandbox also gets its commits, branch tip, HEAD and index back. Refused when the checkpoint \
+            is older than work that has since passed the gate. Plan, results and the audit log are not rewound. \
+            The checkpoint is kept.
+            """
     )
 
     @Argument(help: "The sandbox's name.")
@@ -81,8 +85,14 @@ struct RewindCommand: ParsableCommand {
     func run() throws {
         try StoreCLI.run { () throws(SandboxError) -> Int32 in
             let wf = StoreCLI.workflow(workflow.workflowID)
-            let session = try SandboxSession.open(store: StoreCLI.store(), name: name, operation: "rewind", workflow: wf)
-            let cp = try session.rewind(to: checkpoint, workflow: wf)
+            let store = StoreCLI.store()
+            let session = try SandboxSession.open(store: store, name: name, operation: "rewind", workflow: wf)
+            let repository = session.manifest.repository
+            let cp = try session.rewind(to: checkpoint, workflow: wf) { (cp, dir) throws(SandboxError) in
+                if let repository {
+                    try WorkerGitState.checkRewind(sandbox: name, repository: repository, checkpoint: cp, directory: dir, stateDir: store.root)
+                }
+            }
             print("rewound \(name) to checkpoint \(cp.id)\(cp.label.map { " (\($0))" } ?? "") of \(cp.created)")
             return 0
         }

@@ -7,8 +7,8 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Write a named sandbox into one archive (tar + zstd, with a content digest).",
         discussion: """
-            The archive holds the manifest, root changes, HOME, workdir, plan, results and audit log \
-            (not checkpoints), with file contents, modes, ownership, symlinks, hard links, overlay \
+            The archive holds the manifest, root changes, HOME, workdir, plan, results, audit log and \
+            checkpoints (and a worker's git directory and worktree metadata), with file contents, modes, ownership, symlinks, hard links, overlay \
             attributes and timestamps. `tar --zstd -xf FILE` reads it; `sandboxd import FILE` \
             verifies and restores it. The sandbox is locked while it is written.
             """

@@ -10,7 +10,9 @@ struct ImportCommand: ParsableCommand {
             The content digest is verified before anything is unpacked. Refused, with nothing written: \
             absolute paths, '..', links pointing out of the sandbox, device nodes (other than overlay \
             whiteouts), setuid or setgid files, file capabilities, entries larger than declared, and \
-            archives whose files add up to more than --max-size.
+            archives whose files add up to more than --max-size. A worker's sandbox is attached to its central \
+            repository (or --repo PATH) as a new worktree with the worker's commits, branch, HEAD and index, \
+            and its checkpoints come back too.
             """
     )
 
@@ -19,6 +21,12 @@ struct ImportCommand: ParsableCommand {
 
     @Option(help: "Name of the new sandbox (default: the exported sandbox's name).")
     var name: String?
+
+    @Option(help: "For a worker's sandbox: the central repository to attach its worktree to (default: the one it was exported from).")
+    var repo: String?
+
+    @Option(help: "For a worker's sandbox: the worker name to attach it as (default: its own), e.g. when that worker still has a worktree here.")
+    var worker: String?
 
     @Option(name: .customLong("max-size"), help: "Refuse archives whose files add up to more than this (e.g. 64GiB, 500M).")
     var maxSize: String = "64GiB"
@@ -36,7 +44,8 @@ struct ImportCommand: ParsableCommand {
     func run() throws {
         try StoreCLI.run { () throws(SandboxError) -> Int32 in
             let s = try SandboxImporter.importArchive(store: StoreCLI.store(), file: file, name: name,
-                                                      workflow: StoreCLI.workflow(workflowID), maximumBytes: ArchiveCLI.size(maxSize)!)
+                                                      workflow: StoreCLI.workflow(workflowID), maximumBytes: ArchiveCLI.size(maxSize)!,
+                                                      repo: repo, worker: worker)
             if !s.auditIntact {
                 CLI.warn("the imported audit log does not verify: \(s.auditProblems.joined(separator: "; "))")
             }

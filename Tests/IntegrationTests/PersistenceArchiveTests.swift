@@ -75,11 +75,14 @@ struct PersistenceArchiveTests {
     /// Builds an archive from a JSON spec with Python's tarfile, the zstd CLI and a computed trailer,
     /// so each check can be reached with a valid digest.
     static let builder = #"""
-    import sys, json, tarfile, hashlib, struct, subprocess, io
+    import sys, json, tarfile, hashlib, struct, subprocess, io, zlib
     out, spec = sys.argv[1], json.load(open(sys.argv[2]))
     name = spec.get("sandbox", "evil")
     manifest = json.dumps({"format": "sandboxd.sandbox", "version": 1, "name": name, "created": "c", "status": "idle",
-        "profile": {"name": "worker", "source": "embedded:worker", "toml": ""}, "workdir": {"managed": "workdir"}, "runs": []}).encode()
+        "profile": {"name": "worker", "source": "embedded:worker", "toml": ""}, "workdir": {"managed": "workdir"}, "runs": [],
+        "repository": spec.get("repository")}).encode()
+    for e in spec.get("entries", []):
+        if "zlib" in e: e["raw"] = zlib.compress(e["zlib"].encode())
     base = [{"path": "manifest.json", "kind": "f", "data": manifest.decode(), "mode": 0o644},
             {"path": "audit.jsonl", "kind": "f", "data": "", "mode": 0o600},
             {"path": "root/upper", "kind": "d", "mode": 0o755}, {"path": "home", "kind": "d", "mode": 0o700},
@@ -88,14 +91,14 @@ struct PersistenceArchiveTests {
     def size(e):
         if "declared" in e: return e["declared"]
         if e["kind"] != "f": return 0
-        return e.get("zeros", len(e.get("data", "").encode()))
+        return e.get("zeros", len(e["raw"]) if "raw" in e else len(e.get("data", "").encode()))
     idx = []
     for e in entries:
         row = [e["path"], e["kind"], size(e), e.get("mode", 0o644)]
         if "link" in e: row.append(e["link"])
         if not e.get("unlisted"): idx.append(row)
     total = spec.get("total", sum(r[2] for r in idx))
-    index = json.dumps({"format": "sandboxd.export", "version": 1, "sandbox": name, "created": "c",
+    index = json.dumps({"format": "sandboxd.export", "version": spec.get("version", 1), "sandbox": name, "created": "c",
                         "total_bytes": total, "entry_count": len(idx), "entries": idx}).encode()
     class Zeros(io.RawIOBase):
         def __init__(self, n): self.n = n
@@ -120,7 +123,7 @@ struct PersistenceArchiveTests {
             elif "zeros" in e or "tar_zeros" in e:
                 ti.size = e.get("tar_zeros", e.get("zeros")); tf.addfile(ti, Zeros(ti.size))
             else:
-                data = e.get("tar_data", e.get("data", "")).encode(); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
+                data = e["raw"] if "raw" in e else e.get("tar_data", e.get("data", "")).encode(); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
     z = subprocess.run(["zstd", "-q", "-3", "-c", tarpath], check=True, stdout=subprocess.PIPE).stdout
     mode = spec.get("trailer", "good")
     digest = hashlib.sha256(z).digest()
@@ -182,6 +185,34 @@ struct PersistenceArchiveTests {
                  expect: "digest mismatch"),
             Case(name: "no digest", spec: #"{"trailer": "none", "entries": [{"path": "home/x", "kind": "f", "data": "hello"}]}"#,
                  expect: "no sandboxd digest trailer"),
+            Case(name: "checkpoint id that is not a number", spec: #"{"entries": [{"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/x", "kind": "d", "mode": 448}]}"#,
+                 expect: "outside what an export holds"),
+            Case(name: "device node in a checkpoint's home", spec: #"{"entries": [{"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/1", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home/sda", "kind": "c", "mode": 384}]}"#,
+                 expect: "device node"),
+            Case(name: "bomb: one file copied into many checkpoints", spec: #"{"entries": [{"path": "home/z", "kind": "f", "zeros": 8388608}, {"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/1", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home/a", "kind": "h", "link": "home/z"}, {"path": "checkpoints/1/home/b", "kind": "h", "link": "home/z"}]}"#,
+                 expect: "cap", flags: ["--max-size", "20M"]),
+            Case(name: "git directory without a repository", spec: #"{"version": 2, "entries": [{"path": "gitdir", "kind": "d", "mode": 493}, {"path": "gitdir/HEAD", "kind": "f", "data": "ref: refs/heads/sandboxd/w\n"}]}"#,
+                 expect: "names no repository"),
+        ]
+    }
+
+    /// Archives of a worker's sandbox on `repo` (whose HEAD is `base`) with a hostile git directory.
+    static func workerCases(repo: String, base: String) -> [Case] {
+        func worker(head: String = "ref: refs/heads/sandboxd/w\\n", _ extra: String = "") -> String {
+            #"{"version": 2, "repository": {"path": "\#(repo)", "worker": "w", "base": "\#(base)"}, "entries": ["#
+                + #"{"path": "worktree.meta", "kind": "f", "data": "sandboxd-worktree 1\nworker w\nbase \#(base)\n"}, "#
+                + #"{"path": "gitdir", "kind": "d", "mode": 493}, {"path": "gitdir/HEAD", "kind": "f", "data": "\#(head)"}, "#
+                + #"{"path": "gitdir/objects", "kind": "d", "mode": 493}, {"path": "gitdir/refs", "kind": "d", "mode": 493}"# + extra + "]}"
+        }
+        let refDirs = #", {"path": "gitdir/refs/heads", "kind": "d", "mode": 493}, {"path": "gitdir/refs/heads/sandboxd", "kind": "d", "mode": 493}"#
+        return [
+            Case(name: "HEAD naming a ref with dot-dot", spec: worker(head: #"ref: refs/heads/../../../etc/passwd\n"#), expect: "invalid reference"),
+            Case(name: "packed ref with dot-dot", spec: worker(#", {"path": "gitdir/packed-refs", "kind": "f", "data": "\#(base) refs/heads/a/../../../x\n"}"#),
+                 expect: "invalid reference name"),
+            Case(name: "object that does not verify", spec: worker(#", {"path": "gitdir/objects/ab", "kind": "d", "mode": 493}, {"path": "gitdir/objects/ab/cdef0123456789abcdef0123456789abcdef01", "kind": "f", "zlib": "blob 5\u0000hello"}"#),
+                 expect: "does not verify"),
+            Case(name: "branch at a commit nobody has", spec: worker(refDirs + #", {"path": "gitdir/refs/heads/sandboxd/w", "kind": "f", "data": "0123456789abcdef0123456789abcdef01234567\n"}"#),
+                 expect: "is missing"),
         ]
     }
 
@@ -203,13 +234,18 @@ struct PersistenceArchiveTests {
             try #require(r.exitCode == 0, "control: \(r)")
             #expect(home.scratch.read("state/sandboxes/control/home/x") == "hello")
 
-            for c in Self.cases(canary: canary) {
+            let repo = home.scratch.path + "/repo"
+            try WS.makeRepo(repo, files: ["a.txt": "a\n"])
+            let base = try WS.git(repo, "rev-parse", "HEAD")
+            for c in Self.cases(canary: canary) + Self.workerCases(repo: repo, base: base) {
                 let file = try await build(c.name, c.spec)
                 r = await home.run(["import", file, "--name", "victim"] + c.flags)
                 #expect(r.exitCode == 125, "\(c.name): \(r)")
                 #expect(r.stderr.contains(c.expect), "\(c.name): expected '\(c.expect)' in: \(r.stderr)")
                 #expect(home.entries() == ["control"], "\(c.name): left \(home.entries())")
                 #expect(!FileManager.default.fileExists(atPath: canary), "\(c.name): wrote the canary")
+                let worktrees = FileSys.list(home.path + "/worktrees").flatMap { FileSys.list(home.path + "/worktrees/" + $0) }
+                #expect(worktrees.isEmpty, "\(c.name): left worktrees \(worktrees)")
                 try? FileManager.default.removeItem(atPath: file)
             }
             #expect(!FileManager.default.fileExists(atPath: "/tmp/x"))

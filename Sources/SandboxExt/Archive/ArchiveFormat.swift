@@ -17,10 +17,14 @@ import Glibc
 /// plan.md                the plan, if any
 /// root/upper/...         root changes (overlay upper layers, whiteouts included)
 /// home/...  workdir/...  results/...
+/// gitdir/...             a worker's private git directory (worker sandboxes only)
+/// worktree.meta          the worker's worktree metadata: base, last passed commit
+/// checkpoints/N/checkpoint.json, checkpoints/N/{root,home,workdir,gitdir}/...
 /// ```
 public enum ExportFormat {
     public static let format = "sandboxd.export"
-    public static let version: Int64 = 1
+    /// 2: worker git state (`gitdir`, `worktree.meta`) and checkpoints. Version 1 archives still import.
+    public static let version: Int64 = 2
     public static let indexName = "sandboxd-export.json"
     /// The index may not be larger than this.
     public static let maximumIndexBytes = 256 << 20
@@ -30,8 +34,10 @@ public enum ExportFormat {
     public static let defaultMaximumBytes: UInt64 = 64 << 30
 
     /// Top-level names and areas an archive may hold.
-    public static let singleFiles: Set<String> = ["manifest.json", "audit.jsonl", "plan.md"]
-    public static let areas = ["root/upper", "home", "workdir", "results"]
+    public static let singleFiles: Set<String> = ["manifest.json", "audit.jsonl", "plan.md", "worktree.meta"]
+    public static let areas = ["root/upper", "home", "workdir", "results", "gitdir"]
+    /// The areas of one checkpoint, under `checkpoints/N/` (see `SandboxSession.checkpointAreas`).
+    public static let checkpointAreas = ["root", "home", "workdir", "gitdir"]
 
     // MARK: Digest trailer
 
@@ -93,6 +99,9 @@ public enum ExportFormat {
         public var sandbox: String
         public var created: String
         public var totalBytes: UInt64
+        /// What import writes: `totalBytes` plus a full copy for every `isCopyLink` entry
+        /// (not in the archive's JSON: derived, and what the caps apply to).
+        public var writtenBytes: UInt64 = 0
         public var entries: [Entry]
 
         public var json: JSON {
@@ -126,6 +135,8 @@ public enum ExportFormat {
         entries.reserveCapacity(raw.count)
         var seen: [String: Kind] = [:]
         var sum: UInt64 = 0
+        var written: UInt64 = 0
+        var sizes: [String: UInt64] = [:]
         for item in raw {
             guard let a = item.arrayValue, a.count >= 4, let path = a[0].stringValue,
                   let kind = a[1].stringValue.flatMap(Kind.init(rawValue:)), let size = a[2].intValue, size >= 0,
@@ -138,12 +149,17 @@ public enum ExportFormat {
             let (s, overflow) = sum.addingReportingOverflow(e.size)
             guard !overflow else { throw hostile("sizes overflow") }
             sum = s
-            guard sum <= maximumBytes else { throw hostile("its files add up to more than the \(maximumBytes)-byte cap (--max-size)") }
+            if e.kind == .file { sizes[path] = e.size }
+            let copied = isCopyLink(e) ? sizes[e.link ?? ""] ?? 0 : e.size
+            let (w, wOverflow) = written.addingReportingOverflow(copied)
+            guard !wOverflow else { throw hostile("sizes overflow") }
+            written = w
+            guard written <= maximumBytes else { throw hostile("its files add up to more than the \(maximumBytes)-byte cap (--max-size)") }
             entries.append(e)
         }
         guard sum == UInt64(total) else { throw hostile("the entries add up to \(sum) bytes, not the \(total) declared") }
         guard seen["manifest.json"] == .file else { throw hostile("no manifest.json") }
-        return Index(sandbox: sandbox, created: root["created"]?.stringValue ?? "", totalBytes: sum, entries: entries)
+        return Index(sandbox: sandbox, created: root["created"]?.stringValue ?? "", totalBytes: sum, writtenBytes: written, entries: entries)
     }
 
     /// The checks on one entry, given the entries before it.
@@ -157,19 +173,17 @@ public enum ExportFormat {
         guard !parts.contains(where: { $0.isEmpty || $0 == "." }) else { throw hostile("empty or '.' path component") }
         guard seen[p] == nil else { throw hostile("appears twice") }
         guard let area = areaOf(p) else {
-            throw hostile("outside what an export holds (\(singleFiles.sorted().joined(separator: ", ")), \(areas.joined(separator: ", ")))")
+            throw hostile("outside what an export holds (\(singleFiles.sorted().joined(separator: ", ")), \(areas.joined(separator: ", ")), checkpoints/N/...)")
         }
-        if singleFiles.contains(p) {
+        if singleFiles.contains(p) || isCheckpointFile(p) {
             guard e.kind == .file else { throw hostile("must be a regular file") }
-        } else if p == area {
+        } else if p == area || isCheckpointContainer(p) {
             guard e.kind == .directory else { throw hostile("must be a directory") }
-        } else {
-            // The parent must have been a directory entry: nothing is written through a symlink.
-            let parent = String(p[..<p.lastIndex(of: "/")!])
-            if parent != "root" {
-                guard let pk = seen[parent] else { throw hostile("its directory \(parent) is not in the archive before it") }
-                guard pk == .directory else { throw hostile("its parent \(parent) is a \(pk == .symlink ? "symlink" : "non-directory"): an entry through a link") }
-            }
+        }
+        // The parent must have been a directory entry: nothing is written through a symlink.
+        if let slash = p.lastIndex(of: "/"), case let parent = String(p[..<slash]), parent != "root" {
+            guard let pk = seen[parent] else { throw hostile("its directory \(parent) is not in the archive before it") }
+            guard pk == .directory else { throw hostile("its parent \(parent) is a \(pk == .symlink ? "symlink" : "non-directory"): an entry through a link") }
         }
         switch e.kind {
         case .file, .fifo:
@@ -186,7 +200,7 @@ public enum ExportFormat {
             guard seen[target] == .file else { throw hostile("a hard link to \(target.prefix(300)), which is not a regular file earlier in the archive") }
             guard e.mode & 0o6000 == 0 else { throw hostile("setuid or setgid file (mode \(String(e.mode, radix: 8)))") }
         case .whiteout:
-            guard area == "root/upper", e.size == 0 else {
+            guard isRootArea(area), e.size == 0 else {
                 throw hostile("a device node (only overlayfs whiteouts, character device 0:0 in root/upper, are carried)")
             }
         }
@@ -195,34 +209,67 @@ public enum ExportFormat {
     /// Relative targets are resolved from the link's directory and must stay
     /// within its area: under `root/upper/<layer>` the area is the
     /// sandbox's root (the link is seen at /<layer>/...); elsewhere it is
-    /// home, workdir or results itself. Absolute targets are resolved by the
+    /// home, workdir or results itself (the same for a checkpoint's copies of
+    /// them). Absolute targets are resolved by the
     /// sandbox in its own root when it follows them, and sandboxd never
     /// follows links in its state, so they are kept.
     static func checkSymlink(path: String, area: String, target: String, hostile: (String) -> SandboxError) throws(SandboxError) {
         if target.hasPrefix("/") { return }
-        var depth: Int
-        if area == "root/upper" {
-            // root/upper/usr/bin/x: its directory is /usr/bin inside, depth 2.
-            depth = path.split(separator: "/").count - 3
-        } else {
-            depth = path.split(separator: "/").count - 1 - area.split(separator: "/").count
-        }
+        // home/a/x: its directory is home/a, depth 1. Under a root area the layer is a directory of
+        // the sandbox's root: root/upper/usr/bin/x is seen at /usr/bin/x, depth 2.
+        var depth = path.split(separator: "/").count - 1 - area.split(separator: "/").count
         for c in target.split(separator: "/", omittingEmptySubsequences: true) {
             if c == "." { continue }
             if c == ".." {
                 depth -= 1
-                if depth < 0 { throw hostile("a symlink to \(target.prefix(300)), which points out of the sandbox (above \(area == "root/upper" ? "its root" : area))") }
+                if depth < 0 { throw hostile("a symlink to \(target.prefix(300)), which points out of the sandbox (above \(isRootArea(area) ? "its root" : area))") }
             } else {
                 depth += 1
             }
         }
     }
 
-    /// Which top-level file or area a path belongs to.
+    /// Which top-level file or area a path belongs to: one of `singleFiles`,
+    /// `areas`, `checkpoints`, `checkpoints/N`, `checkpoints/N/checkpoint.json`
+    /// or `checkpoints/N/<checkpointArea>`.
     static func areaOf(_ p: String) -> String? {
         if singleFiles.contains(p) { return p }
         if p == "root" { return nil }
         for a in areas where p == a || p.hasPrefix(a + "/") { return a }
-        return nil
+        let parts = p.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts[0] == "checkpoints" else { return nil }
+        if parts.count == 1 { return p }
+        guard isCheckpointID(parts[1]) else { return nil }
+        if parts.count == 2 { return p }
+        let prefix = "checkpoints/\(parts[1])/"
+        if parts[2] == "checkpoint.json" { return parts.count == 3 ? p : nil }
+        return checkpointAreas.contains(String(parts[2])) ? prefix + parts[2] : nil
+    }
+
+    /// A hard link from one area to another: the exporter's stand-in for a
+    /// checkpoint's copy of an equal file, which import writes as a file of its own.
+    public static func isCopyLink(_ e: Entry) -> Bool {
+        e.kind == .hardlink && e.link.flatMap(areaOf) != areaOf(e.path)
+    }
+
+    /// `checkpoints` and `checkpoints/N`: the directories that hold checkpoints.
+    static func isCheckpointContainer(_ p: String) -> Bool {
+        let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+        return parts[0] == "checkpoints" && (parts.count == 1 || (parts.count == 2 && isCheckpointID(parts[1])))
+    }
+
+    static func isCheckpointFile(_ p: String) -> Bool {
+        let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count == 3 && parts[0] == "checkpoints" && isCheckpointID(parts[1]) && parts[2] == "checkpoint.json"
+    }
+
+    /// Checkpoint ids are positive decimal numbers (the directory names `SandboxSession.checkpoint` makes).
+    static func isCheckpointID(_ s: Substring) -> Bool {
+        !s.isEmpty && s.count <= 18 && s.first != "0" && s.allSatisfy { $0 >= "0" && $0 <= "9" }
+    }
+
+    /// Areas holding overlay upper layers (whiteouts allowed; the first component is the layer).
+    static func isRootArea(_ area: String) -> Bool {
+        area == "root/upper" || (area.hasPrefix("checkpoints/") && area.hasSuffix("/root"))
     }
 }

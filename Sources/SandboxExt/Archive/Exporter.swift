@@ -59,10 +59,24 @@ public enum SandboxExporter {
                               host: session.paths.plan, st: pst, data: nil))
         }
         var links: [String: String] = [:]
-        for (area, host) in [("root/upper", session.paths.upper), ("home", session.paths.home),
-                             ("workdir", session.workdir), ("results", session.paths.results)] {
+        var areas = [("root/upper", session.paths.upper), ("home", session.paths.home),
+                     ("workdir", session.workdir), ("results", session.paths.results)]
+        if let gitDir = session.workerGitDir {
+            // What a fresh machine needs to continue the worker's work: its git directory and metadata.
+            let metaPath = session.workdir + ".meta"
+            guard let mst = FileSys.lstat(metaPath), (mst.st_mode & S_IFMT) == S_IFREG else {
+                throw SandboxError("export: \(name) is a worker's sandbox but its worktree metadata \(metaPath) is missing; run `sandboxd exec \(name) -- true` to re-provision it, then export again")
+            }
+            items.append(Item(entry: .init(path: WorkerGitState.metaEntry, kind: .file, size: UInt64(mst.st_size), mode: 0o644),
+                              host: metaPath, st: mst, data: nil))
+            areas.append(("gitdir", gitDir))
+        }
+        // Checkpoints: under the lock none is being built, so every directory in there is whole.
+        areas.append(("checkpoints", session.paths.checkpoints))
+        for (area, host) in areas {
             try walk(host, area, &items, &links, &stripped)
         }
+        try linkCheckpointCopies(&items)
         let total = items.reduce(UInt64(0)) { $0 + $1.entry.size }
         let index = ExportFormat.Index(sandbox: name, created: Clock.iso(), totalBytes: total, entries: items.map(\.entry))
         let indexBytes = index.json.bytes(pretty: false) + [0x0A]
@@ -146,6 +160,44 @@ public enum SandboxExporter {
             // Sockets and device nodes (which a sandbox cannot create) are not carried.
             return
         }
+    }
+
+    /// Checkpoints are copies (reflinks or real copies), so most of their files
+    /// equal the live file or the previous checkpoint's. Each such file is
+    /// archived as a hard link to the earlier entry, which keeps the archive
+    /// about the size of the live state; import copies it back into a file of
+    /// its own (`ExportFormat.isCopyLink`), as a checkpoint must not share an
+    /// inode with what the sandbox writes.
+    static func linkCheckpointCopies(_ items: inout [Item]) throws(SandboxError) {
+        var files: [String: Int] = [:]
+        for i in items.indices where items[i].entry.kind == .file && items[i].host != nil {
+            files[items[i].entry.path] = i
+        }
+        for i in items.indices where items[i].entry.kind == .file && items[i].entry.size > 0 {
+            let path = items[i].entry.path
+            let parts = path.split(separator: "/", maxSplits: 3)
+            guard parts.count == 4, parts[0] == "checkpoints", let id = Int64(parts[1]) else { continue }
+            let live = parts[2] == "root" ? "root/upper" : String(parts[2])
+            let earlier = files.keys.compactMap { p -> Int64? in
+                let q = p.split(separator: "/", maxSplits: 3)
+                guard q.count == 4, q[0] == "checkpoints", q[2] == parts[2], q[3] == parts[3], let m = Int64(q[1]), m < id else { return nil }
+                return m
+            }.sorted(by: >).map { "checkpoints/\($0)/\(parts[2])/\(parts[3])" }
+            for candidate in [live + "/" + parts[3]] + earlier {
+                guard let j = files[candidate], j < i, try identical(items[j], items[i]) else { continue }
+                items[i].entry = .init(path: path, kind: .hardlink, size: 0, mode: items[i].entry.mode, link: candidate)
+                break
+            }
+        }
+    }
+
+    /// Same bytes and the same metadata an import would give the copy: mode, owner, mtime, carried xattrs.
+    static func identical(_ a: Item, _ b: Item) throws(SandboxError) -> Bool {
+        guard a.entry.size == b.entry.size, a.entry.mode == b.entry.mode, a.st.st_uid == b.st.st_uid, a.st.st_gid == b.st.st_gid,
+              a.st.st_mtim.tv_sec == b.st.st_mtim.tv_sec, a.st.st_mtim.tv_nsec == b.st.st_mtim.tv_nsec,
+              let x = a.host, let y = b.host else { return false }
+        guard FileSys.carriedXattrs(x) == FileSys.carriedXattrs(y) else { return false }
+        return try FileSys.sameContent(x, y)
     }
 
     /// Context of libarchive's write callback: the file, the running digest and length.

@@ -61,8 +61,11 @@ public enum SandboxImporter {
         }
     }
 
+    /// A worker sandbox is attached to `repo` (default: the repository it was exported from) as
+    /// worker `worker` (default: its own).
     public static func importArchive(store: SandboxStore, file: String, name newName: String?, workflow: String,
-                                     maximumBytes: UInt64 = ExportFormat.defaultMaximumBytes) throws(SandboxError) -> ImportSummary {
+                                     maximumBytes: UInt64 = ExportFormat.defaultMaximumBytes,
+                                     repo: String? = nil, worker: String? = nil) throws(SandboxError) -> ImportSummary {
         let start = Clock.monotonic()
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError("import: cannot open \(file): \(FileSys.errorText())") }
@@ -136,8 +139,8 @@ public enum SandboxImporter {
         var vfs = statvfs()
         if statvfs(store.sandboxesDir, &vfs) == 0 {
             let free = UInt64(vfs.f_bavail) * UInt64(vfs.f_frsize)
-            if index.totalBytes > free {
-                throw SandboxError("import: the archive holds \(index.totalBytes) bytes of files but \(store.sandboxesDir) has \(free) free")
+            if index.writtenBytes > free {
+                throw SandboxError("import: the archive holds \(index.writtenBytes) bytes of files but \(store.sandboxesDir) has \(free) free")
             }
         }
 
@@ -146,6 +149,7 @@ public enum SandboxImporter {
         let stagingPath = store.sandboxesDir + "/" + stagingName
         try FileSys.makeDirectory(stagingPath, mode: 0o711)
         chmod(stagingPath, 0o711)
+        var attached: WorkerGitState.Attached? = nil
         do throws(SandboxError) {
             guard let staging = FileSys.realPath(stagingPath) else { throw SandboxError("import: cannot resolve \(stagingPath)") }
             try extract(a, index: index, into: staging)
@@ -159,7 +163,11 @@ public enum SandboxImporter {
                 throw SandboxError("refusing the archive: \(file) changed while it was being imported (digest mismatch)")
             }
             let summary = try finish(store: store, staging: staging, name: name, index: index, file: file,
-                                     digest: SHA256.hex(digest), workflow: workflow, start: start)
+                                     digest: SHA256.hex(digest), workflow: workflow, start: start,
+                                     attach: { (m: SandboxManifest) throws(SandboxError) in
+                                         attached = try attachWorktree(m, staging: staging, repo: repo, worker: worker, stateDir: store.root)
+                                         return attached
+                                     })
             let final = store.paths(name).dir
             guard sys_renameat2(AT_FDCWD, stagingPath, AT_FDCWD, final, 1 /* RENAME_NOREPLACE */) == 0 else {
                 throw SandboxError("import: cannot create \(final): \(FileSys.errorText())")
@@ -167,9 +175,27 @@ public enum SandboxImporter {
             FileSys.fsyncDirectory(store.sandboxesDir)
             return summary
         } catch {
+            if let attached { WorkerGitState.detach(attached) }
             try? FileSys.removeTree(stagingPath)
             throw error
         }
+    }
+
+    /// A worker's sandbox whose archive carries its git state is attached to a
+    /// repository; one without (a version 1 archive) becomes a plain sandbox on
+    /// the archived files, as before.
+    static func attachWorktree(_ m: SandboxManifest, staging: String, repo: String?, worker: String?,
+                               stateDir: String) throws(SandboxError) -> WorkerGitState.Attached? {
+        let carried = FileSys.exists(staging + "/gitdir")
+        guard let r = m.repository else {
+            if carried || repo != nil || worker != nil {
+                throw SandboxError(carried ? "refusing the archive: it carries a git directory but its manifest names no repository"
+                                           : "import: --repo and --worker apply to a worker's sandbox; \(m.name) is not one")
+            }
+            return nil
+        }
+        guard carried else { return nil }
+        return try WorkerGitState.attach(staging: staging, sandbox: m.name, recorded: r, repo: repo, worker: worker, stateDir: stateDir)
     }
 
     /// Every entry after the index, each checked against the index before it is written.
@@ -223,6 +249,11 @@ public enum SandboxImporter {
                 guard FileSys.isCarriedXattr(n) else { throw hostile("extended attribute \(n.prefix(100)) (only user.* and trusted.overlay.* are carried)") }
             }
 
+            if ExportFormat.isCopyLink(expected), let link = expected.link {
+                // Written before libarchive sets the directories' times, at close.
+                _ = try FileSys.copyTree(staging + "/" + link, staging + "/" + path)
+                continue
+            }
             archive_entry_set_pathname(e, staging + "/" + path)
             if let hard { archive_entry_set_hardlink(e, staging + "/" + hard) }
             let wrc = archive_write_header(disk, e)
@@ -256,7 +287,8 @@ public enum SandboxImporter {
     /// The sandbox's own parts around what was extracted: the manifest under
     /// its (new) name, scratch directories, and an audit line for the import.
     static func finish(store: SandboxStore, staging: String, name: String, index: ExportFormat.Index, file: String,
-                       digest: String, workflow: String, start: Double) throws(SandboxError) -> ImportSummary {
+                       digest: String, workflow: String, start: Double,
+                       attach: (SandboxManifest) throws(SandboxError) -> WorkerGitState.Attached?) throws(SandboxError) -> ImportSummary {
         let p = SandboxPaths(dir: staging)
         guard let bytes = try FileSys.read(p.manifest) else { throw SandboxError("refusing the archive: no manifest.json") }
         var m = try SandboxManifest.parse(bytes, file: "manifest.json in \(file)")
@@ -265,6 +297,7 @@ public enum SandboxImporter {
         }
         // The chain as exported (before the import line is added).
         let verification = try AuditLog(path: p.audit).verify(head: (m.auditSeq, m.auditHash))
+        let exported = m
         let original = m.name
         m.name = name
         m.externalWorkdir = nil
@@ -272,15 +305,21 @@ public enum SandboxImporter {
         var imported: [(String, JSON)] = [("file", .string(file)), ("sha256", .string(digest)), ("name", .string(original)),
                                           ("at", .string(Clock.iso())), ("audit_intact", .bool(verification.ok))]
         if let r = m.repository {
-            // The archive carries the worktree's files, not its git directory (which lives with the
-            // central repository): the imported sandbox runs on those files as its own workdir.
-            // TODO(workspaces): carry the worker's git directory and re-attach it to a repository on import.
             imported.append(("repository", .object([("path", .string(r.path)), ("worker", .string(r.worker)),
                                                     ("base", r.base.map(JSON.string) ?? .null)])))
             m.repository = nil
         }
+        // The only step that writes outside the staging directory; the caller undoes it if a later one fails.
+        var directories = [p.rootChanges, p.upper, p.work, p.home, p.results]
+        if let a = try attach(exported) {
+            m.repository = a.repository
+            m.externalWorkdir = a.worktree
+        } else {
+            // A version 1 archive of a worker's sandbox carries only the files: they become its own workdir.
+            directories.append(p.managedWorkdir)
+        }
         m.importedFrom = .object(imported)
-        for d in [p.rootChanges, p.upper, p.work, p.home, p.results, p.managedWorkdir] { try FileSys.makeDirectory(d, mode: 0o755) }
+        for d in directories { try FileSys.makeDirectory(d, mode: 0o755) }
         try FileSys.makeDirectory(p.checkpoints, mode: 0o700)
         let lfd = open(p.lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         if lfd >= 0 { close(lfd) }

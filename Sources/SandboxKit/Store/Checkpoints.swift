@@ -1,6 +1,7 @@
 import Glibc
 
-/// A saved state of a sandbox: its root changes, HOME and workdir.
+/// A saved state of a sandbox: its root changes, HOME and workdir, and for a
+/// worker's sandbox its private git directory (commits, branch tip, HEAD, index).
 ///
 /// Copies are made with FICLONE (reflinks: shared extents, copy-on-write)
 /// where the file system supports it (btrfs, XFS with reflink, bcachefs),
@@ -66,7 +67,18 @@ extension SandboxStore {
 extension SandboxSession {
     /// The parts of the state a checkpoint holds: (name in the checkpoint, live path).
     var checkpointAreas: [(String, String)] {
-        [("root", paths.upper), ("home", paths.home), ("workdir", workdir)]
+        var areas = [("root", paths.upper), ("home", paths.home), ("workdir", workdir)]
+        if let g = workerGitDir { areas.append(("gitdir", g)) }
+        return areas
+    }
+
+    /// A worker's private git directory (`<worker>.git` beside the worktree, docs/WORKSPACES.md).
+    /// Copied whole: its objects are the worker's unpassed commits, so the checkpoint keeps them
+    /// alive whatever the worker does to its refs or `git gc`, and nothing is added to any
+    /// repository's refs. Derived from the layout, not from the worktree's `.git` file, which
+    /// the worker can rewrite.
+    public var workerGitDir: String? {
+        manifest.repository == nil ? nil : workdir + ".git"
     }
 
     public func checkpoints() -> [Checkpoint] { SandboxStore.checkpoints(in: paths) }
@@ -131,8 +143,13 @@ extension SandboxSession {
     /// changes, and is removed when every area matches it. A sandboxd killed
     /// in between leaves the journal; the next session that takes the lock
     /// (exec, list, inspect...) runs the same sync again, which finishes it.
-    public func rewind(to ref: String, workflow: String) throws(SandboxError) -> Checkpoint {
+    ///
+    /// `check` sees the checkpoint's directory before anything changes and
+    /// may refuse (sandboxd-ext checks a worker's checkpoint against the gate).
+    public func rewind(to ref: String, workflow: String,
+                       check: (Checkpoint, String) throws(SandboxError) -> Void = { _, _ in }) throws(SandboxError) -> Checkpoint {
         let cp = try findCheckpoint(ref)
+        try check(cp, paths.checkpoints + "/\(cp.id)")
         let journal = JSON.object([("checkpoint", .int(cp.id)), ("label", cp.label.map(JSON.string) ?? .null)])
         try writeFileAtomically(paths.rewindJournal, journal.bytes() + [0x0A], mode: 0o600)
         try applyRewind(cp.id)
@@ -151,6 +168,9 @@ extension SandboxSession {
         for (area, live) in checkpointAreas {
             if FileSys.exists(source + "/" + area) {
                 _ = try FileSys.syncTree(source + "/" + area, live)
+            } else if area == "gitdir" {
+                // A checkpoint from before git state was captured: the git directory stays as it is.
+                continue
             } else {
                 try FileSys.makeDirectory(live, mode: 0o755)
             }

@@ -214,6 +214,20 @@ public enum FileSys {
     /// replaced, equal ones (same type, mode, owner, size, mtime, xattrs and
     /// bytes; single-linked) kept. Idempotent, so an interrupted sync is
     /// finished by running it again.
+    /// The extended attributes a copy or an archive carries, by name.
+    public static func carriedXattrs(_ path: String) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for n in xattrNames(path) where isCarriedXattr(n) { out[n] = xattr(path, n) ?? [] }
+        return out
+    }
+
+    /// Whether two regular files hold the same bytes (false if either cannot be read).
+    public static func sameContent(_ a: String, _ b: String) throws(SandboxError) -> Bool {
+        guard let sa = lstatPath(a), let sb = lstatPath(b), sa.st_size == sb.st_size else { return false }
+        var copier = TreeCopier(preserveOwner: false)
+        return try copier.sameBytes(a, b, Int(sa.st_size))
+    }
+
     public static func syncTree(_ source: String, _ destination: String) throws(SandboxError) -> CopyStats {
         var copier = TreeCopier(preserveOwner: geteuid() == 0)
         guard let st = lstatPath(source) else { throw SandboxError("cannot read \(source): \(errnoString())") }
@@ -299,11 +313,7 @@ public enum FileSys {
             return true
         }
 
-        func carriedXattrs(_ path: String) -> [String: [UInt8]] {
-            var out: [String: [UInt8]] = [:]
-            for n in FileSys.xattrNames(path) where FileSys.isCarriedXattr(n) { out[n] = FileSys.xattr(path, n) ?? [] }
-            return out
-        }
+        func carriedXattrs(_ path: String) -> [String: [UInt8]] { FileSys.carriedXattrs(path) }
 
         func syncXattrs(_ src: String, _ dst: String) {
             let want = carriedXattrs(src), have = carriedXattrs(dst)
