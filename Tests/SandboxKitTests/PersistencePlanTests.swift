@@ -21,4 +21,23 @@ struct PersistencePlanTests {
             #expect(plan.ids.hostUID(forInside: 70_000) == nil)
         }
     }
+
+    @Test func aManagedWorkdirSitsAtOnePathInside() throws {
+        try withTempDir { dir in
+            try FileSys.makeDirectory(dir + "/.git", mode: 0o755)
+            try FileSys.makeDirectory(dir + "/.git/hooks", mode: 0o755)
+            try writeFileAtomically(dir + "/.env", Array("SECRET=1".utf8))
+            var req = ExecRequest(argv: ["/bin/true"], workdir: dir, hostUID: 0, hostGID: 0)
+            req.workdirTarget = Persistence.workdirPath
+            let plan = try Planner().plan(profile: Profile(name: "worker"), request: req)
+            #expect(plan.cwd == "/sandbox/work")
+            #expect(plan.environment.contains("PWD=/sandbox/work"))
+            #expect(plan.mounts.contains { $0.kind == .bind && $0.source == dir && $0.target == "/sandbox/work" && !$0.readOnly })
+            #expect(!plan.mounts.contains { $0.target == dir || $0.target.hasPrefix(dir + "/") }, "nothing is mounted at the host path")
+            // The guards and masks follow the workdir to its inside path.
+            #expect(plan.mounts.contains { $0.kind == .bind && $0.source == dir + "/.git" && $0.target == "/sandbox/work/.git" })
+            #expect(plan.mounts.contains { $0.kind == .readOnly && $0.target == "/sandbox/work/.git/hooks" })
+            #expect(plan.mounts.contains { $0.kind == .mask && $0.target == "/sandbox/work/.env" })
+        }
+    }
 }

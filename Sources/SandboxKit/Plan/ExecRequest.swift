@@ -22,6 +22,10 @@ public struct Persistence: Sendable, Equatable {
 
     public static let planPath = "/sandbox/plan.md"
     public static let resultsPath = "/sandbox/results"
+    /// Where a managed workdir appears inside: the same path on every host,
+    /// so absolute paths the agent leaves behind (virtualenvs, build
+    /// caches, notes) still hold after export and import elsewhere.
+    public static let workdirPath = "/sandbox/work"
 
     /// The directory name of a system directory's layers: "/usr/local" -> "usr_local".
     public static func layerName(_ dest: String) -> String {
@@ -33,8 +37,10 @@ public struct Persistence: Sendable, Equatable {
 /// and the facts about the invoking process the planner needs.
 public struct ExecRequest: Sendable, Equatable {
     public var argv: [String]
-    /// Host directory mounted as the workdir (at the same absolute path) and the command's cwd.
+    /// Host directory mounted as the workdir and the command's cwd.
     public var workdir: String
+    /// Where the workdir appears inside; nil: at its host path.
+    public var workdirTarget: String?
     /// Overrides the profile's timeout when set (seconds).
     public var timeout: Double?
     /// `--env K=V`, applied last.
@@ -60,6 +66,7 @@ public struct ExecRequest: Sendable, Equatable {
     ) {
         self.argv = argv
         self.workdir = workdir
+        self.workdirTarget = nil
         self.timeout = timeout
         self.env = env
         self.readOnly = readOnly
@@ -73,7 +80,7 @@ public struct ExecRequest: Sendable, Equatable {
     }
 
     public static func == (a: ExecRequest, b: ExecRequest) -> Bool {
-        a.argv == b.argv && a.workdir == b.workdir && a.timeout == b.timeout
+        a.argv == b.argv && a.workdir == b.workdir && a.workdirTarget == b.workdirTarget && a.timeout == b.timeout
             && a.env.map { "\($0.0)=\($0.1)" } == b.env.map { "\($0.0)=\($0.1)" }
             && a.readOnly == b.readOnly && a.readWrite == b.readWrite && a.tty == b.tty && a.persistence == b.persistence
             && a.hostEnvironment == b.hostEnvironment && a.hostHome == b.hostHome

@@ -66,13 +66,14 @@ public struct Planner {
             if !fs.homeWritable { mounts.append(.init(.readOnly, target: fs.home)) }
         }
 
-        // The workdir at its own path, then extra read-write binds.
+        // The workdir at its own path (or where the request puts it), then extra read-write binds.
         let workdirWritable = fs.workdir == .readWrite
+        let inside = request.workdirTarget ?? workdir
         // Idmapped even when read-only: a root-owned workdir must read as owned by the
         // sandbox's root, or its private files are unreadable (and git calls it dubious).
-        mounts.append(.init(.bind, source: workdir, target: workdir, readOnly: !workdirWritable,
+        mounts.append(.init(.bind, source: workdir, target: inside, readOnly: !workdirWritable,
                             idmap: rootMode && wst.st_uid == 0))
-        binds.append((workdir, workdir))
+        binds.append((workdir, inside))
         walkRoots.append(workdir)
         // Caller binds come after /tmp and HOME, which would otherwise cover a bind below them.
         for spec in request.readOnly {
@@ -97,10 +98,10 @@ public struct Planner {
         if workdirWritable {
             gitGuard = GitGuard.prepare(workdir: workdir)
             if let g = gitGuard {
-                mounts.append(.init(.bind, source: g.gitDir, target: g.gitDir, idmap: rootMode && wst.st_uid == 0))
+                mounts.append(.init(.bind, source: g.gitDir, target: inside + "/.git", idmap: rootMode && wst.st_uid == 0))
             }
             for p in fs.protected {
-                mounts.append(.init(.readOnly, target: workdir + "/" + p, optional: true))
+                mounts.append(.init(.readOnly, target: inside + "/" + p, optional: true))
             }
         }
 
@@ -110,7 +111,7 @@ public struct Planner {
             mounts.append(.init(.mask, target: target, optional: true))
         }
 
-        let env = environment(profile: profile, request: request, ids: ids, cwd: workdir)
+        let env = environment(profile: profile, request: request, ids: ids, cwd: inside)
         let pathSearch = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"
         let capMask = try Capabilities.mask(profile.capabilities.keep)
         let programs = try SeccompCache.shared.programs(for: SeccompPolicy.forProfile(profile.seccomp))
@@ -121,7 +122,7 @@ public struct Planner {
             ids: ids,
             hostname: profile.identity.hostname,
             mounts: mounts,
-            cwd: workdir,
+            cwd: inside,
             argv: request.argv,
             environment: env,
             pathSearch: pathSearch,

@@ -36,6 +36,9 @@ public enum NamedExec {
     public static func request(_ template: ExecRequest, manifest m: SandboxManifest, paths p: SandboxPaths, store: SandboxStore) throws(SandboxError) -> ExecRequest {
         var r = template
         r.workdir = store.workdir(m, p)
+        // A managed workdir travels with the sandbox, so it sits at one path inside
+        // wherever the state directory is; a host directory (--workdir at create) keeps its own.
+        if m.externalWorkdir == nil { r.workdirTarget = Persistence.workdirPath }
         if let repo = m.repository {
             // A worker's sandbox: its worktree (reused) and the git directories it needs.
             let session = try RepoSession.begin(repo: repo.path, worker: repo.worker, base: repo.base, claims: [])
