@@ -31,7 +31,7 @@ public struct Supervisor {
     public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
         let start = monotonicSeconds()
         var cgroups: CgroupSet? = nil
-        var janitor = sbx_janitor(fd: -1, pid: -1, memory: nil, memory_size: 0)
+        var janitor: sbx_janitor? = nil
         if plan.limits.memory > 0 || plan.limits.pids > 0 || plan.limits.cpus > 0 {
             guard let layout = CgroupSet.detect() else {
                 throw SandboxError("cgroups: no usable cgroup hierarchy (need cgroup v2 with memory+pids, or v1 memory and pids); the profile sets limits, so the sandbox will not start without them")
@@ -42,7 +42,7 @@ public struct Supervisor {
         }
         func cleanupCgroups() {
             cgroups?.remove()
-            sbx_janitor_dismiss(&janitor)
+            if janitor != nil { sbx_janitor_dismiss(&janitor!) }
         }
 
         // Block the forwarded signals before the child exists; it unblocks its own.
@@ -176,16 +176,16 @@ public struct Supervisor {
 
     /// Starts the janitor (it copies the paths); if it cannot start, the sandbox
     /// still runs, but a SIGKILL of sandboxd would leave the cgroups behind.
-    private func startJanitor(_ dirs: [String]) -> sbx_janitor {
-        var janitor = sbx_janitor(fd: -1, pid: -1, memory: nil, memory_size: 0)
+    private func startJanitor(_ dirs: [String]) -> sbx_janitor? {
+        var janitor = sbx_janitor()
         var cdirs = dirs.map { strdup($0) } + [nil]
         defer { cdirs.forEach { free($0) } }
-        _ = cdirs.withUnsafeMutableBufferPointer { buf in
+        let rc = cdirs.withUnsafeMutableBufferPointer { buf in
             UnsafeRawPointer(buf.baseAddress!).withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) {
                 sbx_janitor_start($0, &janitor)
             }
         }
-        return janitor
+        return rc == 0 ? janitor : nil
     }
 }
 
