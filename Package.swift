@@ -39,9 +39,11 @@ let package = Package(
             name: "sandboxd",
             dependencies: ["SandboxKit"],
             swiftSettings: startupSettings,
-            // lld packs the 20,000 relative relocations of the static stdlib
-            // (DT_RELR): the loader's share of every start drops by a third.
-            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
+            // A static executable: no dynamic loader, no libstdc++ symbol binding,
+            // fewer mappings for clone3 to copy (-2 ms a start, docs/DESIGN.md
+            // "Startup"). Not a static PIE: glibc refuses to self-relocate one
+            // that carries SwiftPM's DT_RUNPATH ($ORIGIN), and every build must work.
+            linkerSettings: [.unsafeFlags(["-static-executable"])]
         ),
         // Every subcommand but exec, forwarded here by execv: swift-argument-parser,
         // libgit2 and libarchive stay out of the launcher.
