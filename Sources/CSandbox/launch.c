@@ -369,7 +369,7 @@ static void assemble_root(struct child_ctx *c)
     T("child: pivot done");
 }
 
-static int loopback_up(void)
+int sbx_loopback_up(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) return -1;
@@ -620,7 +620,7 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
     assemble_root(&c);
 
     if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) die(&c, SBX_STAGE_HOSTNAME, -1);
-    if ((p->flags & SBX_PLAN_LOOPBACK) && loopback_up() < 0) die(&c, SBX_STAGE_LOOPBACK, -1);
+    if ((p->flags & SBX_PLAN_LOOPBACK) && sbx_loopback_up() < 0) die(&c, SBX_STAGE_LOOPBACK, -1);
 
     int slave = -1;
     if (p->flags & SBX_PLAN_TTY) {
@@ -762,18 +762,36 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = (uint64_t)p->cgroup_dir_fd;
     }
+    /* A prepared network namespace (see netns.c) is entered for the clone
+     * only, so the child starts in it; this thread then returns home. */
+    int32_t clone_stage = SBX_STAGE_CLONE;
+    pid_t pid = -1;
+    if (p->flags & SBX_PLAN_PREPARED_NETNS) {
+        ca.flags &= ~(uint64_t)CLONE_NEWNET;
+        if (setns(p->netns_fd, CLONE_NEWNET) < 0) clone_stage = SBX_STAGE_NETNS;
+    }
     T("parent: clone3");
-    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+    if (clone_stage == SBX_STAGE_CLONE) pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
     if (pid == 0) {
         close(sv[0]);
         close(ep[0]);
         child_main(p, bind_fds, sv[1], ep[1]);
     }
+    int clone_errno = errno;
     T("parent: clone3 returned");
     close(sv[1]);
     close(ep[1]);
+    if ((p->flags & SBX_PLAN_PREPARED_NETNS) && setns(p->netns_home_fd, CLONE_NEWNET) < 0) {
+        *err = (struct sbx_error){ SBX_STAGE_NETNS, errno, -1 };
+        if (pid > 0) fail_child(pid, pidfd);
+        if (pidfd >= 0) close(pidfd);
+        close_binds(bind_fds, p->n_ops);
+        close(sv[0]);
+        close(ep[0]);
+        return -1;
+    }
     if (pid < 0) {
-        *err = (struct sbx_error){ SBX_STAGE_CLONE, errno, -1 };
+        *err = (struct sbx_error){ clone_stage, clone_errno, -1 };
         close_binds(bind_fds, p->n_ops);
         close(sv[0]);
         close(ep[0]);

@@ -74,6 +74,7 @@ const char *sbx_stage_name(int32_t stage)
     switch (stage) {
     case SBX_STAGE_NONE: return "none";
     case SBX_STAGE_SOCKETPAIR: return "socketpair()";
+    case SBX_STAGE_NETNS: return "entering the prepared network namespace (setns)";
     case SBX_STAGE_CLONE: return "clone3() of the namespaces";
     case SBX_STAGE_UID_MAP: return "writing uid_map";
     case SBX_STAGE_GID_MAP: return "writing gid_map";
@@ -143,4 +144,45 @@ int sbx_probe_open_tree(void)
     if (fd < 0) return -1;
     close(fd);
     return 0;
+}
+
+#include <link.h>
+#include <elf.h>
+
+struct build_id_search { char *out; size_t cap; int len; };
+
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct build_id_search *s = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE) continue;
+        const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+            const char *name = p + sizeof *n;
+            const unsigned char *desc = (const unsigned char *)name + ((n->n_namesz + 3) & ~3u);
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0
+                && n->n_descsz * 2 + 1 <= s->cap) {
+                static const char hex[] = "0123456789abcdef";
+                for (size_t k = 0; k < n->n_descsz; k++) {
+                    s->out[2 * k] = hex[desc[k] >> 4];
+                    s->out[2 * k + 1] = hex[desc[k] & 15];
+                }
+                s->out[2 * n->n_descsz] = 0;
+                s->len = (int)(2 * n->n_descsz);
+                return 1;
+            }
+            p = (const char *)desc + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    return 1; /* only the first object: the executable */
+}
+
+int sbx_build_id(char *out, size_t cap)
+{
+    struct build_id_search s = { out, cap, -1 };
+    dl_iterate_phdr(find_build_id, &s);
+    return s.len;
 }

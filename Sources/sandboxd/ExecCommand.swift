@@ -6,6 +6,8 @@ import SandboxKit
 struct ExecCommand {
     let options: ExecOptions
     let host: HostFacts
+    /// Made on a helper thread while the profile loads and the plan is made.
+    let network: PreparedNetwork?
 
     /// Parses the arguments after `exec`, runs, and returns the exit status.
     static func main(_ args: ArraySlice<String>) -> Int32 {
@@ -20,7 +22,8 @@ struct ExecCommand {
             print(ExecOptions.help, terminator: "")
             return 0
         }
-        let command = ExecCommand(options: options, host: HostFacts.current())
+        let network = options.dryRun ? nil : PreparedNetwork.start()
+        let command = ExecCommand(options: options, host: HostFacts.current(), network: network)
         switch Result(catching: command.run) {
         case .success(let code): return code
         case .failure(let e):
@@ -57,7 +60,7 @@ struct ExecCommand {
         if options.dryRun { return try emitPlan(try NamedExec.plan(store: store, name: name, template: template)) }
         let (plan, result) = try NamedExec.run(store: store, name: name, template: template,
                                                workflowID: AuditLog.workflowID(options.workflowID, environment: host.environment),
-                                               cgroupName: "sandboxd-\(getpid())")
+                                               cgroupName: "sandboxd-\(getpid())", network: network)
         return try report(plan, result)
     }
 
@@ -75,7 +78,7 @@ struct ExecCommand {
         do throws(SandboxError) {
             plan = try Planner().plan(profile: profile, request: request)
             if options.dryRun { return try emitPlan(plan) }
-            result = try Supervisor().run(plan, cgroupName: "sandboxd-\(getpid())")
+            result = try Supervisor(network: network).run(plan, cgroupName: "sandboxd-\(getpid())")
         } catch {
             _ = session.finish(runID: "exec-\(getpid())-failed")
             throw error
@@ -106,7 +109,7 @@ struct ExecCommand {
     private func execute(_ profile: Profile, _ request: ExecRequest) throws(SandboxError) -> Int32 {
         let plan = try Planner().plan(profile: profile, request: request)
         if options.dryRun { return try emitPlan(plan) }
-        return try report(plan, try Supervisor().run(plan, cgroupName: "sandboxd-\(getpid())"))
+        return try report(plan, try Supervisor(network: network).run(plan, cgroupName: "sandboxd-\(getpid())"))
     }
 
     /// Writes the report and the warnings; returns the exit code.

@@ -50,14 +50,26 @@ struct SeccompTests {
     }
 
     @Test func cacheReturnsTheSamePrograms() throws {
-        let policy = SeccompPolicy.forProfile(.init())
-        #expect(try SeccompCache.shared.programs(for: policy) == SeccompCompiler.compile(policy))
+        let section = Profile.Seccomp(deny: ["acct"], allow: ["ptrace"])
+        #expect(try SeccompCache.shared.programs(for: section) == SeccompCompiler.compile(SeccompPolicy.forProfile(section)))
+        #expect(try SeccompCache.shared.programs(for: .init()) == SeccompCompiler.compile(SeccompPolicy.forProfile(.init())))
+    }
+
+    @Test func cacheKeyNamesTheBuildAndTheProfilesAdjustments() {
+        // The build ID stands for the built-in lists and the compiler: without
+        // it the disk cache would be off (or, worse, keyed too loosely).
+        let id = SeccompCache.buildID
+        #expect(id != nil && id!.count >= 32 && id!.allSatisfy(\.isHexDigit), "build ID \(id ?? "none")")
+        let plain = SeccompCache.key(.init())
+        #expect(plain.contains("|build \(id ?? "")|"))
+        #expect(SeccompCache.key(.init(deny: ["acct"])) != plain)
+        #expect(SeccompCache.key(.init(allow: ["acct"])) != SeccompCache.key(.init(deny: ["acct"])))
     }
 
     @Test func diskCacheRoundTripsAndDistrustsWhatOthersCanWrite() throws {
         try withTempDir { dir in
-            let policy = SeccompPolicy.forProfile(.init(deny: ["acct"]))
-            let compiled = try SeccompCompiler.compile(policy)
+            let policy = Profile.Seccomp(deny: ["acct"])
+            let compiled = try SeccompCompiler.compile(SeccompPolicy.forProfile(policy))
             let cacheDir = dir + "/cache"
             #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
             let file = cacheDir + "/seccomp-\(SeccompCache.fnv1a(SeccompCache.key(policy))).bpf"
@@ -74,7 +86,7 @@ struct SeccompTests {
             #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
             // A wrong key (another policy's file under this name) is never used.
             chmod(file, 0o600)
-            try Data("sandboxd-seccomp 4|other\n1\n12345678".utf8).write(to: URL(fileURLWithPath: file))
+            try Data("sandboxd-seccomp 5|other\n1\n12345678".utf8).write(to: URL(fileURLWithPath: file))
             #expect(try SeccompCache(directory: cacheDir).programs(for: policy) == compiled)
             // A directory others can write is not used at all.
             chmod(cacheDir, 0o777)

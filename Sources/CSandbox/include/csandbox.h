@@ -53,6 +53,7 @@ enum sbx_plan_flags {
     SBX_PLAN_LOOPBACK = 1u << 1,       /* bring `lo` up in the new network namespace */
     SBX_PLAN_TTY = 1u << 2,            /* give the command a new pty from the sandbox's devpts */
     SBX_PLAN_SETGROUPS_DENY = 1u << 3, /* unprivileged mode: write "deny" to setgroups, skip setgroups() */
+    SBX_PLAN_PREPARED_NETNS = 1u << 4, /* start in `netns_fd` (lo already up) instead of CLONE_NEWNET */
 };
 
 struct sbx_plan {
@@ -87,12 +88,16 @@ struct sbx_plan {
     uint32_t n_cgroup_task_fds;
     /* cgroup v2: directory to start pid 1 in (clone3 CLONE_INTO_CGROUP), or -1. */
     int32_t cgroup_dir_fd;
+    /* With SBX_PLAN_PREPARED_NETNS: the namespace to start in (sbx_netns_wait)
+     * and the caller's own, which the calling thread returns to after clone3. */
+    int32_t netns_fd;
+    int32_t netns_home_fd;
 };
 
 /* Stages, named by sbx_stage_name(); the order is the order of setup. */
 enum sbx_stage {
     SBX_STAGE_NONE = 0,
-    SBX_STAGE_SOCKETPAIR, SBX_STAGE_CLONE, SBX_STAGE_UID_MAP, SBX_STAGE_GID_MAP, SBX_STAGE_SETGROUPS_FILE,
+    SBX_STAGE_SOCKETPAIR, SBX_STAGE_NETNS, SBX_STAGE_CLONE, SBX_STAGE_UID_MAP, SBX_STAGE_GID_MAP, SBX_STAGE_SETGROUPS_FILE,
     SBX_STAGE_IDMAP, SBX_STAGE_CGROUP_JOIN, SBX_STAGE_SYNC,
     SBX_STAGE_SETID_SETUP, SBX_STAGE_PROPAGATION, SBX_STAGE_STAGING_TMPFS, SBX_STAGE_PIVOT_STAGING,
     SBX_STAGE_MOUNT_OP, SBX_STAGE_PIVOT_ROOT, SBX_STAGE_HOSTNAME, SBX_STAGE_LOOPBACK, SBX_STAGE_CGROUPNS,
@@ -146,6 +151,20 @@ void sbx_janitor_dismiss(struct sbx_janitor *janitor);
  * NULL on error (errno set). `visited` receives the number of entries seen. */
 char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
                const uint64_t *inodes, int n_inodes, long *visited);
+
+/* A network namespace created on a helper thread while the caller plans
+ * (root only; see netns.c). prepare returns NULL (errno set) if the thread
+ * cannot start. wait joins it and returns 0 with both descriptors (owned by
+ * the handle), or -1 with errno. release joins if needed, closes, frees. */
+struct sbx_netns;
+struct sbx_netns *sbx_netns_prepare(void);
+int sbx_netns_wait(struct sbx_netns *n, int *fd, int *home_fd);
+void sbx_netns_release(struct sbx_netns *n);
+/* Bring `lo` up in the calling thread's network namespace. */
+int sbx_loopback_up(void);
+
+/* The executable's GNU build ID as lowercase hex into `out`; its length, or -1. */
+int sbx_build_id(char *out, size_t cap);
 
 /* Small wrappers Swift cannot call directly. */
 int sbx_pidfd_send_signal(int pidfd, int sig);

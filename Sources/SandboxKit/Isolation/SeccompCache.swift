@@ -1,3 +1,4 @@
+import CSandbox
 import CSeccomp
 import Glibc
 
@@ -7,38 +8,49 @@ import Glibc
 ///
 /// The disk cache is trusted only when its directory and file belong to the
 /// caller and nobody else can write them: whoever can replace a cached
-/// program can weaken every sandbox. Each file holds its full canonical key
-/// (policy, libseccomp version, architecture), compared on load, so a stale or
-/// colliding entry is never taken for a match. Any doubt means "recompile".
+/// program can weaken every sandbox. Each file holds its full key, compared
+/// on load, so a stale or colliding entry is never taken for a match. The key
+/// names what the program is made from: the profile's adjustments and the
+/// executable's build ID, which covers the built-in lists, the compiler and
+/// the statically linked libseccomp (keying by the expanded policy instead
+/// meant sorting 350 names on every launch). Without a build ID nothing is
+/// cached on disk. Any doubt means "recompile".
 public final class SeccompCache: @unchecked Sendable {
     public static let shared = SeccompCache(directory: SeccompCache.defaultDirectory())
 
-    private var memory: [SeccompPolicy: [SeccompProgram]] = [:]
+    private var memory: [String: [SeccompProgram]] = [:]
     private let lock = Mutex()
     let directory: String?
 
     init(directory: String?) { self.directory = directory }
 
-    public func programs(for policy: SeccompPolicy) throws(SandboxError) -> [SeccompProgram] {
-        if let p = lock.withLock({ memory[policy] }) { return p }
-        let key = SeccompCache.key(policy)
-        let file = directory.map { "\($0)/seccomp-\(SeccompCache.fnv1a(key)).bpf" }
+    public func programs(for seccomp: Profile.Seccomp) throws(SandboxError) -> [SeccompProgram] {
+        let key = SeccompCache.key(seccomp)
+        if let p = lock.withLock({ memory[key] }) { return p }
+        let file = SeccompCache.buildID == nil ? nil : directory.map { "\($0)/seccomp-\(SeccompCache.fnv1a(key)).bpf" }
         if let file, let cached = load(file, key: key) {
-            lock.withLock { memory[policy] = cached }
+            lock.withLock { memory[key] = cached }
             return cached
         }
-        let compiled = try SeccompCompiler.compile(policy)
-        lock.withLock { memory[policy] = compiled }
+        let compiled = try SeccompCompiler.compile(SeccompPolicy.forProfile(seccomp))
+        lock.withLock { memory[key] = compiled }
         if let file { store(file, key: key, compiled) }
         return compiled
     }
 
-    /// Everything the compiled bytes depend on, in a canonical form.
-    static func key(_ policy: SeccompPolicy) -> String {
+    /// Everything the compiled bytes depend on.
+    static func key(_ seccomp: Profile.Seccomp) -> String {
         let v = seccomp_version().pointee
-        return "sandboxd-seccomp 4|libseccomp \(v.major).\(v.minor).\(v.micro)|arch \(seccomp_arch_native())"
-            + "|allow \(policy.allow.sorted().joined(separator: ","))|deny \(policy.deny.sorted().joined(separator: ","))"
+        return "sandboxd-seccomp 5|build \(buildID ?? "none")|libseccomp \(v.major).\(v.minor).\(v.micro)"
+            + "|arch \(seccomp_arch_native())|deny+ \(seccomp.deny.joined(separator: ","))|allow+ \(seccomp.allow.joined(separator: ","))"
     }
+
+    /// This executable's GNU build ID: changes with any change to its code or data.
+    static let buildID: String? = {
+        var buf = [CChar](repeating: 0, count: 129)
+        guard sbx_build_id(&buf, buf.count) > 0 else { return nil }
+        return String(cString: buf)
+    }()
 
     static func fnv1a(_ s: String) -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -83,6 +95,21 @@ public final class SeccompCache: @unchecked Sendable {
         for p in programs { data += p.bytes }
         // Best effort: a cache that cannot be written only costs the next launch a compile.
         try? writeFileAtomically(path, data, mode: 0o600)
+        pruneOtherBuilds(dir)
+    }
+
+    /// Entries of other builds can never match again (their key names another
+    /// build ID): remove them when a new entry is written, so rebuilding does
+    /// not grow the directory.
+    private func pruneOtherBuilds(_ dir: String) {
+        guard let id = SeccompCache.buildID, let d = opendir(dir) else { return }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix("seccomp-"), name.hasSuffix(".bpf"), let bytes = readBytes(dir + "/" + name) else { continue }
+            let firstLine = String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self)
+            if !firstLine.contains("|build \(id)|") { unlink(dir + "/" + name) }
+        }
     }
 
     private func trusted(_ dir: String) -> Bool {

@@ -13,7 +13,7 @@ public struct LaunchedSandbox: Sendable {
 /// Hands a `LaunchPlan` to the C launcher (`sbx_spawn`) as flat C structs and
 /// turns its {stage, errno} failures into messages that say what to do.
 public enum Launcher {
-    public static func spawn(_ plan: LaunchPlan, cgroups: CgroupSet?) throws(SandboxError) -> LaunchedSandbox {
+    public static func spawn(_ plan: LaunchPlan, cgroups: CgroupSet?, network: PreparedNetwork? = nil) throws(SandboxError) -> LaunchedSandbox {
         let arena = CStrings()
         defer { arena.free() }
 
@@ -40,7 +40,9 @@ public enum Launcher {
         let cgroupDir = cgroups?.version == .v2 ? cgroups!.joinFDs[0] : -1
 
         var flags: UInt32 = SBX_PLAN_CGROUPNS.rawValue
-        if plan.loopback { flags |= SBX_PLAN_LOOPBACK.rawValue }
+        let prepared = PreparedNetwork.suits(plan) ? network?.descriptors() : nil
+        if prepared != nil { flags |= SBX_PLAN_PREPARED_NETNS.rawValue } // lo is up already
+        else if plan.loopback { flags |= SBX_PLAN_LOOPBACK.rawValue }
         if plan.tty { flags |= SBX_PLAN_TTY.rawValue }
         if plan.ids.denySetgroups { flags |= SBX_PLAN_SETGROUPS_DENY.rawValue }
         let cloneFlags = sbx_clone_namespaces()
@@ -80,6 +82,8 @@ public enum Launcher {
                             p.cgroup_task_fds = UnsafePointer(cg.baseAddress)
                             p.n_cgroup_task_fds = UInt32(cg.count)
                             p.cgroup_dir_fd = cgroupDir
+                            p.netns_fd = prepared?.netns ?? -1
+                            p.netns_home_fd = prepared?.home ?? -1
                             return sbx_spawn(&p, &child, &err)
                         }
                     }

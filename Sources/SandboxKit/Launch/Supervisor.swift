@@ -23,7 +23,10 @@ public struct SandboxResult: Sendable, Equatable {
 /// Runs a plan: cgroups, the janitor, the launch, then supervision until the
 /// command exits, the timeout fires, or sandboxd is told to stop.
 public struct Supervisor {
-    public init() {}
+    /// A network namespace prepared for this launch, if any (root only).
+    let network: PreparedNetwork?
+
+    public init(network: PreparedNetwork? = nil) { self.network = network }
 
     /// Signals forwarded to the sandbox's pid 1, which passes them to the command.
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
@@ -56,7 +59,8 @@ public struct Supervisor {
 
         let child: LaunchedSandbox
         do {
-            child = try Launcher.spawn(plan, cgroups: cgroups)
+            defer { network?.release() } // the sandbox holds the namespace now
+            child = try Launcher.spawn(plan, cgroups: cgroups, network: network)
         } catch {
             if sigfd >= 0 { close(sigfd) }
             cleanupCgroups()

@@ -55,7 +55,7 @@ struct BlockedPaths {
         var walkPatterns: [String] = []
         for pattern in blocked {
             if pattern.hasPrefix("~/") {
-                maskHost(hostHome + "/" + pattern.dropFirst(2))
+                maskHost(hostHome + "/" + String(pattern.dropFirst(2)))
             } else if pattern.hasPrefix("/") {
                 maskHost(pattern)
             } else if pattern.hasPrefix("**/") {
@@ -102,7 +102,7 @@ struct BlockedPaths {
     func translate(_ hostPath: String) -> String? {
         for (source, dest) in binds.reversed() where isWithin(hostPath, source) {
             let rest = hostPath.dropFirst(source == "/" ? 0 : source.count)
-            return dest == "/" ? (rest.isEmpty ? "/" : String(rest)) : dest + rest
+            return dest == "/" ? (rest.isEmpty ? "/" : String(rest)) : dest + String(rest)
         }
         return nil
     }

@@ -114,7 +114,7 @@ public struct Planner {
         let env = environment(profile: profile, request: request, ids: ids, cwd: inside)
         let pathSearch = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"
         let capMask = try Capabilities.mask(profile.capabilities.keep)
-        let programs = try SeccompCache.shared.programs(for: SeccompPolicy.forProfile(profile.seccomp))
+        let programs = try SeccompCache.shared.programs(for: profile.seccomp)
 
         return LaunchPlan(
             profile: profile.name,

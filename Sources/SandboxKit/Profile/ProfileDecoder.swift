@@ -465,7 +465,7 @@ enum Validate {
     private static func pathProblem(_ path: String) -> String? {
         if path.isEmpty { return "an empty path is not allowed" }
         if path.utf8.contains(0) { return "a path cannot contain a NUL character" }
-        if path.split(separator: "/").contains("..") {
+        if path.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) {
             return "'..' is not allowed in paths here; write the path it leads to"
         }
         return nil

@@ -64,16 +64,21 @@ enum ProfileFiles {
         normalize(path.hasPrefix("/") ? path : base + "/" + path)
     }
 
+    /// Split and joined on the UTF-8 bytes: Character-wise splitting and the
+    /// generic joined(separator:) cost every launch ~0.05 ms here.
     static func normalize(_ path: String) -> String {
-        var parts: [Substring] = []
-        for part in path.split(separator: "/") {
-            switch part {
-            case ".": continue
-            case "..": _ = parts.popLast()
-            default: parts.append(part)
-            }
+        var parts: [Substring.UTF8View] = []
+        for part in path.utf8.split(separator: UInt8(ascii: "/")) {
+            if part.elementsEqual(".".utf8) { continue }
+            if part.elementsEqual("..".utf8) { _ = parts.popLast(); continue }
+            parts.append(part)
         }
-        return "/" + parts.joined(separator: "/")
+        var out = ""
+        for part in parts {
+            out.append("/")
+            out.append(contentsOf: Substring(part))
+        }
+        return out.isEmpty ? "/" : out
     }
 
     static func directory(of path: String) -> String {

@@ -60,7 +60,7 @@ public enum NamedExec {
 
     /// Runs `template.argv` in the sandbox `name`; returns the plan used and the result.
     public static func run(store: SandboxStore, name: String, template: ExecRequest, workflowID: String,
-                           cgroupName: String) throws(SandboxError) -> (LaunchPlan, SandboxResult) {
+                           cgroupName: String, network: PreparedNetwork? = nil) throws(SandboxError) -> (LaunchPlan, SandboxResult) {
         let session = try SandboxSession.open(store: store, name: name, operation: "exec", workflow: workflowID)
         defer { session.lock.release() }
         let prof = try profile(session.manifest)
@@ -93,7 +93,7 @@ public enum NamedExec {
         try session.save(deferred: pending)
         pending.start()
 
-        let outcome = Result { () throws(SandboxError) -> SandboxResult in try Supervisor().run(plan, cgroupName: cgroupName) }
+        let outcome = Result { () throws(SandboxError) -> SandboxResult in try Supervisor(network: network).run(plan, cgroupName: cgroupName) }
         pending.wait()
         run.end = Clock.iso()
         switch outcome {

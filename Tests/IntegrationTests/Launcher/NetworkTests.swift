@@ -114,6 +114,30 @@ struct NetworkTests {
         }
     }
 
+    /// As root, sandboxd prepares the network namespace on a helper thread and
+    /// the sandbox starts in it (see netns.c); that namespace belongs to the
+    /// host, so a profile keeping a network capability must get one it owns.
+    @Test("each sandbox has a network namespace of its own; one keeping NET_BIND_SERVICE owns it")
+    func ownNamespace() async throws {
+        try await withSbxTemp("net") { dir in
+            var host = stat()
+            #expect(stat("/proc/self/ns/net", &host) == 0)
+            let inside = await SbxExec(workdir: dir.path).run(["/usr/bin/stat", "-L", "-c", "%i", "/proc/self/ns/net"])
+            #expect(inside.exitCode == 0 && !inside.line.isEmpty && inside.line != String(host.st_ino), "\(inside)")
+            let again = await SbxExec(workdir: dir.path).run(["/usr/bin/stat", "-L", "-c", "%i", "/proc/self/ns/net"])
+            #expect(again.exitCode == 0 && again.line != inside.line, "two sandboxes shared a namespace: \(again)")
+
+            guard access("/usr/bin/python3", X_OK) == 0 else { return }
+            let profile = try dir.write("bind.toml", "extends = \"embedded:worker\"\n[capabilities]\nkeep_add = [\"NET_BIND_SERVICE\"]\n")
+            let py = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')"
+            let kept = await SbxExec(workdir: dir.path, profile: profile).run(["/usr/bin/python3", "-c", py])
+            #expect(kept.exitCode == 0 && kept.line == "bound", "\(kept)")
+            // Control: without the capability the same bind is refused.
+            let plain = await SbxExec(workdir: dir.path).run(["/usr/bin/python3", "-c", py])
+            #expect(plain.exitCode != 0 && plain.stderr.contains("Permission denied"), "\(plain)")
+        }
+    }
+
     @Test("no network at all for untrusted and reviewer", arguments: ["untrusted", "reviewer"])
     func noLoopback(profile: String) async throws {
         try await withSbxTemp("net") { dir in
