@@ -39,11 +39,16 @@ let package = Package(
             name: "sandboxd",
             dependencies: ["SandboxKit"],
             swiftSettings: startupSettings,
-            // A static executable: no dynamic loader, no libstdc++ symbol binding,
-            // fewer mappings for clone3 to copy (-2 ms a start, docs/DESIGN.md
-            // "Startup"). Not a static PIE: glibc refuses to self-relocate one
-            // that carries SwiftPM's DT_RUNPATH ($ORIGIN), and every build must work.
-            linkerSettings: [.unsafeFlags(["-static-executable"])]
+            // A static PIE: no dynamic loader or libstdc++ symbol binding at start,
+            // fewer mappings for clone3 to copy (docs/DESIGN.md "Startup"), and
+            // still ASLR for a program run as root. scripts/ld-static-pie runs
+            // lld without SwiftPM's run path, which glibc's static PIE start-up
+            // refuses; DT_RELR packs the relocations it applies to itself.
+            linkerSettings: [.unsafeFlags([
+                "-static-executable", "-Xclang-linker", "-static-pie",
+                "-Xclang-linker", "--ld-path=\(Context.packageDirectory)/scripts/ld-static-pie",
+                "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+            ])]
         ),
         // Every subcommand but exec, forwarded here by execv: swift-argument-parser,
         // libgit2 and libarchive stay out of the launcher.
