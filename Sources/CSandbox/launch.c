@@ -682,10 +682,10 @@ static void close_binds(int *fds, uint32_t n)
     free(fds);
 }
 
-static int open_userns(pid_t pid)
+static int open_ns(pid_t pid, const char *which)
 {
     char path[64];
-    sbx_format_proc_path(path, sizeof path, pid, "ns/user");
+    sbx_format_proc_path(path, sizeof path, pid, which);
     return open(path, O_RDONLY | O_CLOEXEC);
 }
 
@@ -706,7 +706,7 @@ static int make_userns(const char *uid_map, const char *gid_map)
     int fd = -1, saved = 0;
     if (pid < 0) { saved = errno; goto out; }
     if (write_proc_file(pid, "uid_map", uid_map) < 0 || write_proc_file(pid, "gid_map", gid_map) < 0) { saved = errno; goto out; }
-    fd = open_userns(pid);
+    fd = open_ns(pid, "ns/user");
     saved = errno;
 out:
     close(gate[1]);
@@ -733,6 +733,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     out->pidfd = -1;
     out->sync_fd = -1;
     out->pty_master = -1;
+    out->mntns_fd = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto early;
     if (pipe2(ep, O_CLOEXEC) < 0) { close(sv[0]); close(sv[1]); goto early; }
 
@@ -798,13 +799,19 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         return -1;
     }
 
-    int userns = -1, userns_self = -1;
+    int userns = -1, userns_self = -1, mntns = -1;
     int32_t stage = SBX_STAGE_NONE, index = -1;
     if ((p->flags & SBX_PLAN_SETGROUPS_DENY) && write_proc_file(pid, "setgroups", "deny") < 0) { stage = SBX_STAGE_SETGROUPS_FILE; goto fail; }
     if (write_proc_file(pid, "uid_map", p->uid_map) < 0) { stage = SBX_STAGE_UID_MAP; goto fail; }
     if (write_proc_file(pid, "gid_map", p->gid_map) < 0) { stage = SBX_STAGE_GID_MAP; goto fail; }
 
     T("parent: maps written");
+    /* The sandbox's mount namespace, taken while pid 1 is still dumpable
+     * (after it is not, an unprivileged sandboxd could not open it): holding
+     * it moves the tree's teardown out of pid 1's exit, to a moment of the
+     * supervisor's choosing (sbx_release_async). Optional: without it pid 1's
+     * exit tears the tree down as before. */
+    mntns = open_ns(pid, "ns/mnt");
     /* Idmapped binds: the trees the child inherited are the same mounts, so
      * mapping them here, where we hold CAP_SYS_ADMIN over the host
      * filesystems, maps them for the child too. */
@@ -814,7 +821,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         /* Overlay lower layers read as they are on disk (the sandbox's own
          * namespace); read-write binds use the plan's idmap namespace if any. */
         int self = p->ops[i].kind == SBX_OP_OVERLAY || !p->idmap_uid_map;
-        if (self && userns_self < 0) userns_self = open_userns(pid);
+        if (self && userns_self < 0) userns_self = open_ns(pid, "ns/user");
         if (!self && userns < 0) userns = make_userns(p->idmap_uid_map, p->idmap_gid_map);
         int ns = self ? userns_self : userns;
         if (ns < 0) { stage = SBX_STAGE_IDMAP; goto fail; }
@@ -842,6 +849,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (r == (ssize_t)sizeof ce) {
         *err = ce;
         fail_child(pid, pidfd);
+        if (mntns >= 0) close(mntns);
         close(sv[0]);
         close(pidfd);
         return -1;
@@ -862,10 +870,12 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     out->pid = pid;
     out->pidfd = pidfd;
     out->sync_fd = sv[0];
+    out->mntns_fd = mntns;
     return 0;
 
 fail:
     *err = (struct sbx_error){ stage, errno, index };
+    if (mntns >= 0) close(mntns);
     if (bind_fds) close_binds(bind_fds, p->n_ops);
     if (userns >= 0) close(userns);
     if (userns_self >= 0) close(userns_self);

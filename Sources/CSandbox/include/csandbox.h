@@ -117,6 +117,7 @@ struct sbx_child {
     int32_t pidfd;      /* pidfd of that process (close-on-exec) */
     int32_t sync_fd;    /* socket: carries the command's final wait status */
     int32_t pty_master; /* with SBX_PLAN_TTY: master side of the command's pty, else -1 */
+    int32_t mntns_fd;   /* the sandbox's mount namespace (close-on-exec), or -1: see sbx_release_async */
 };
 
 /* Start the sandbox described by `plan` and wait until its command has been
@@ -162,6 +163,15 @@ int sbx_netns_wait(struct sbx_netns *n, int *fd, int *home_fd);
 void sbx_netns_release(struct sbx_netns *n);
 /* Bring `lo` up in the calling thread's network namespace. */
 int sbx_loopback_up(void);
+
+/* Closes `fd` on a helper thread, which then pays for what the close frees.
+ * For a sandbox's mount namespace (sbx_child.mntns_fd) that is the unmount of
+ * its whole tree, overlayfs's sync of its upper layers included: work that
+ * would otherwise sit on the critical path in pid 1's exit. NULL (and the fd
+ * closed here) if no thread could start. sbx_release_wait joins and frees. */
+struct sbx_release;
+struct sbx_release *sbx_release_async(int fd);
+void sbx_release_wait(struct sbx_release *r);
 
 /* The executable's GNU build ID as lowercase hex into `out`; its length, or -1. */
 int sbx_build_id(char *out, size_t cap);

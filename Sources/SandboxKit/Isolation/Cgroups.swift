@@ -13,11 +13,11 @@ public struct CgroupSet: Sendable {
     public enum Version: String, Sendable { case v1, v2 }
 
     public let version: Version
-    /// One directory for v2; one per controller for v1 (memory first).
-    public let directories: [String]
+    /// One directory for v2; one per controller for v1 (memory, pids, then cpu).
+    public private(set) var directories: [String]
     /// v1: each directory's `tasks` file, open for the sandbox's pid 1 to move itself in.
     /// v2: the directory itself, for clone3(CLONE_INTO_CGROUP).
-    public let joinFDs: [Int32]
+    public private(set) var joinFDs: [Int32]
 
     /// What this host offers, found by reading /proc/self/cgroup and /proc/self/mountinfo.
     public struct Layout: Sendable, Equatable {
@@ -79,66 +79,76 @@ public struct CgroupSet: Sendable {
         return nil
     }
 
-    /// Creates the groups and writes the limits. On any failure nothing is left behind.
-    public static func create(name: String, limits: Profile.Limits, layout: Layout) throws(SandboxError) -> CgroupSet {
-        var made: [String] = []
-        var fds: [Int32] = []
-        func cleanup() {
-            for fd in fds { close(fd) }
-            for d in made.reversed() { rmdir(d) }
-        }
+    /// Creates the groups (memory and pids, and cpu if asked) without limits
+    /// and opens what the sandbox joins them through. On any failure nothing
+    /// is left behind.
+    public static func make(name: String, layout: Layout, cpu: Bool) throws(SandboxError) -> CgroupSet {
+        var set = CgroupSet(version: layout.version, directories: [], joinFDs: [])
         do throws(SandboxError) {
-            switch layout.version {
-            case .v2:
-                let dir = join(layout.v2Base!, name)
-                try makeDir(dir)
-                made.append(dir)
-                if limits.memory > 0 {
-                    try write(join(dir, "memory.max"), String(limits.memory))
-                    try? write(join(dir, "memory.swap.max"), "0")
-                }
-                if limits.pids > 0 { try write(join(dir, "pids.max"), String(limits.pids)) }
-                if limits.cpus > 0 { try write(join(dir, "cpu.max"), "\(Int(limits.cpus * 100_000)) 100000") }
-            case .v1:
-                for c in ["memory", "pids", "cpu"] {
-                    guard let base = layout.v1Bases[c] else {
-                        if c == "cpu" && limits.cpus == 0 { continue }
-                        throw SandboxError("cgroups: no cgroup v1 '\(c)' hierarchy is mounted; mount it or boot with cgroup v2")
-                    }
-                    if c == "cpu" && limits.cpus == 0 { continue }
-                    let dir = join(base, name)
-                    try makeDir(dir)
-                    made.append(dir)
-                    switch c {
-                    case "memory" where limits.memory > 0:
-                        try write(join(dir, "memory.limit_in_bytes"), String(limits.memory))
-                        // Without swap accounting this file is absent; the host has no swap to escape to then.
-                        if access(join(dir, "memory.memsw.limit_in_bytes"), F_OK) == 0 {
-                            try write(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memory))
-                        }
-                    case "pids" where limits.pids > 0:
-                        try write(join(dir, "pids.max"), String(limits.pids))
-                    case "cpu":
-                        try write(join(dir, "cpu.cfs_period_us"), "100000")
-                        try write(join(dir, "cpu.cfs_quota_us"), String(Int(limits.cpus * 100_000)))
-                    default: break
-                    }
-                }
-            }
-            // Why `tasks` and not `cgroup.procs`: moving another process takes the
-            // kernel's global threadgroup lock and waits for an RCU grace period
-            // (~10 ms); a single-threaded task moving itself does not.
-            for d in made {
-                let path = layout.version == .v1 ? join(d, "tasks") : d
-                let fd = layout.version == .v1 ? open(path, O_WRONLY | O_CLOEXEC) : open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                guard fd >= 0 else { throw SandboxError("cgroups: cannot open \(path): \(errnoString())") }
-                fds.append(fd)
-            }
+            for dir in try directories(name: name, layout: layout, cpu: cpu) { try set.add(dir) }
         } catch {
-            cleanup()
+            set.remove()
             throw error
         }
-        return CgroupSet(version: layout.version, directories: made, joinFDs: fds)
+        return set
+    }
+
+    /// The directories `make` creates, in its order: the janitor is told them first.
+    public static func directories(name: String, layout: Layout, cpu: Bool) throws(SandboxError) -> [String] {
+        switch layout.version {
+        case .v2: return [join(layout.v2Base!, name)]
+        case .v1:
+            var dirs: [String] = []
+            for c in cpu ? ["memory", "pids", "cpu"] : ["memory", "pids"] {
+                guard let base = layout.v1Bases[c] else {
+                    throw SandboxError("cgroups: no cgroup v1 '\(c)' hierarchy is mounted; mount it or boot with cgroup v2")
+                }
+                dirs.append(join(base, name))
+            }
+            return dirs
+        }
+    }
+
+    /// Writes `limits` (a CPU limit on v1 needs the group `make` was asked for).
+    public func apply(_ limits: Profile.Limits) throws(SandboxError) {
+        switch version {
+        case .v2:
+            let dir = directories[0]
+            if limits.memory > 0 {
+                try CgroupSet.write(CgroupSet.join(dir, "memory.max"), String(limits.memory))
+                try? CgroupSet.write(CgroupSet.join(dir, "memory.swap.max"), "0")
+            }
+            if limits.pids > 0 { try CgroupSet.write(CgroupSet.join(dir, "pids.max"), String(limits.pids)) }
+            if limits.cpus > 0 { try CgroupSet.write(CgroupSet.join(dir, "cpu.max"), "\(Int(limits.cpus * 100_000)) 100000") }
+        case .v1:
+            let memory = directories[0], pids = directories[1]
+            if limits.memory > 0 {
+                try CgroupSet.write(CgroupSet.join(memory, "memory.limit_in_bytes"), String(limits.memory))
+                // Without swap accounting this file is absent; the host has no swap to escape to then.
+                if access(CgroupSet.join(memory, "memory.memsw.limit_in_bytes"), F_OK) == 0 {
+                    try CgroupSet.write(CgroupSet.join(memory, "memory.memsw.limit_in_bytes"), String(limits.memory))
+                }
+            }
+            if limits.pids > 0 { try CgroupSet.write(CgroupSet.join(pids, "pids.max"), String(limits.pids)) }
+            if limits.cpus > 0 {
+                guard directories.count > 2 else { throw SandboxError("cgroups: a CPU limit needs the cpu group; it was not made") }
+                try CgroupSet.write(CgroupSet.join(directories[2], "cpu.cfs_period_us"), "100000")
+                try CgroupSet.write(CgroupSet.join(directories[2], "cpu.cfs_quota_us"), String(Int(limits.cpus * 100_000)))
+            }
+        }
+    }
+
+    /// Makes one group and opens what the sandbox joins it through.
+    /// Why `tasks` and not `cgroup.procs` on v1: moving another process takes
+    /// the kernel's global threadgroup lock and waits for an RCU grace period
+    /// (~10 ms); a single-threaded task moving itself does not.
+    private mutating func add(_ dir: String) throws(SandboxError) {
+        try CgroupSet.makeDir(dir)
+        directories.append(dir)
+        let path = version == .v1 ? CgroupSet.join(dir, "tasks") : dir
+        let fd = version == .v1 ? open(path, O_WRONLY | O_CLOEXEC) : open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError("cgroups: cannot open \(path): \(errnoString())") }
+        joinFDs.append(fd)
     }
 
     /// Resource figures for the report, read before removal.

@@ -8,6 +8,8 @@ public struct LaunchedSandbox: Sendable {
     public var syncFD: Int32
     /// With a tty: the master side of the command's terminal, else -1.
     public var ptyMaster: Int32
+    /// The sandbox's mount namespace, or -1: its last close tears the tree down.
+    public var mountNamespace: Int32
 }
 
 /// Hands a `LaunchPlan` to the C launcher (`sbx_spawn`) as flat C structs and
@@ -91,7 +93,8 @@ public enum Launcher {
             }
         }
         guard rc == 0 else { throw describe(err, plan: plan) }
-        return LaunchedSandbox(pid: child.pid, pidfd: child.pidfd, syncFD: child.sync_fd, ptyMaster: child.pty_master)
+        return LaunchedSandbox(pid: child.pid, pidfd: child.pidfd, syncFD: child.sync_fd, ptyMaster: child.pty_master,
+                               mountNamespace: child.mntns_fd)
     }
 
     /// One clear message per failure: the stage, the errno, the path involved, and how to fix it.

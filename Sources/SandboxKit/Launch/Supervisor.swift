@@ -32,21 +32,24 @@ public struct Supervisor {
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
     public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
+        try run(plan, cgroupName: cgroupName, finishing: { _ throws(SandboxError) in })
+    }
+
+    /// Runs `plan`; `finish` (a caller's records of the run) runs while the
+    /// sandbox's mount tree is torn down on a helper thread, which is joined
+    /// before this returns or throws: nothing of the sandbox outlives the call.
+    public func run(_ plan: LaunchPlan, cgroupName: String,
+                    finishing finish: (SandboxResult) throws(SandboxError) -> Void) throws(SandboxError) -> SandboxResult {
         let start = monotonicSeconds()
-        var cgroups: CgroupSet? = nil
-        var janitor: sbx_janitor? = nil
+        var owned: OwnedCgroups? = nil
         if plan.limits.memory > 0 || plan.limits.pids > 0 || plan.limits.cpus > 0 {
             guard let layout = CgroupSet.detect() else {
                 throw SandboxError("cgroups: no usable cgroup hierarchy (need cgroup v2 with memory+pids, or v1 memory and pids); the profile sets limits, so the sandbox will not start without them")
             }
-            let set = try CgroupSet.create(name: cgroupName, limits: plan.limits, layout: layout)
-            cgroups = set
-            janitor = startJanitor(set.directories)
+            owned = try OwnedCgroups.make(name: cgroupName, layout: layout, limits: plan.limits)
         }
-        func cleanupCgroups() {
-            cgroups?.remove()
-            if janitor != nil { sbx_janitor_dismiss(&janitor!) }
-        }
+        let cgroups = owned?.set
+        func cleanupCgroups() { owned?.remove() }
 
         // Block the forwarded signals before the child exists; it unblocks its own.
         var mask = sigset_t()
@@ -76,6 +79,10 @@ public struct Supervisor {
         var status: Int32 = 0
         var usage = rusage()
         while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
+        // Pid 1 is gone; its mount tree is not, while we hold the namespace.
+        // Its teardown overlaps the cgroup removal and the caller's records.
+        let teardown = child.mountNamespace >= 0 ? sbx_release_async(child.mountNamespace) : nil
+        defer { sbx_release_wait(teardown) }
         var cmdStatus: Int32 = 0
         let reported = sbx_read_status(child.syncFD, &cmdStatus) == 0
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
@@ -94,13 +101,15 @@ public struct Supervisor {
             code = wexitstatus(final)
         }
         if timedOut { code = ExitCode.timeout }
-        return SandboxResult(
+        let result = SandboxResult(
             exitCode: code, signal: signal, timedOut: timedOut,
             wallSeconds: monotonicSeconds() - start,
             userCPUSeconds: Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6,
             systemCPUSeconds: Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6,
             peakMemoryBytes: cg?.peakMemory, oomKilled: cg?.oomKilled ?? false, profile: plan.profile,
             warnings: gitWarning.map { [$0] } ?? [])
+        try finish(result)
+        return result
     }
 
     /// Polls until pid 1 exits. Returns whether the timeout fired.
@@ -176,20 +185,6 @@ public struct Supervisor {
         if ioctl(1, UInt(TIOCGWINSZ), &ws) == 0 || ioctl(0, UInt(TIOCGWINSZ), &ws) == 0 {
             _ = ioctl(master, UInt(TIOCSWINSZ), &ws)
         }
-    }
-
-    /// Starts the janitor (it copies the paths); if it cannot start, the sandbox
-    /// still runs, but a SIGKILL of sandboxd would leave the cgroups behind.
-    private func startJanitor(_ dirs: [String]) -> sbx_janitor? {
-        var janitor = sbx_janitor()
-        var cdirs = dirs.map { strdup($0) } + [nil]
-        defer { cdirs.forEach { free($0) } }
-        let rc = cdirs.withUnsafeMutableBufferPointer { buf in
-            UnsafeRawPointer(buf.baseAddress!).withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) {
-                sbx_janitor_start($0, &janitor)
-            }
-        }
-        return rc == 0 ? janitor : nil
     }
 }
 

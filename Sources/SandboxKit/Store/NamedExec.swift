@@ -93,38 +93,56 @@ public enum NamedExec {
         try session.save(deferred: pending)
         pending.start()
 
-        let outcome = Result { () throws(SandboxError) -> SandboxResult in try Supervisor(network: network).run(plan, cgroupName: cgroupName) }
-        pending.wait()
-        run.end = Clock.iso()
-        switch outcome {
-        case .success(let r):
-            run.state = .exited
-            run.exitCode = r.exitCode
-            run.signal = r.signal
-            run.timedOut = r.timedOut
-            run.wallSeconds = r.wallSeconds
-            run.cpuUserSeconds = r.userCPUSeconds
-            run.cpuSystemSeconds = r.systemCPUSeconds
-            run.peakMemoryBytes = r.peakMemoryBytes
-            run.oomKilled = r.oomKilled
-        case .failure(let e):
-            run.state = .failed
-            run.exitCode = e.exitCode
-            run.message = e.message
+        // The end record is written while the sandbox's mount tree (its
+        // overlays' syncs included) is torn down: Supervisor's `finishing`.
+        func finish(_ outcome: Result<SandboxResult, SandboxError>) throws(SandboxError) {
+            pending.wait()
+            run.end = Clock.iso()
+            switch outcome {
+            case .success(let r):
+                run.state = .exited
+                run.exitCode = r.exitCode
+                run.signal = r.signal
+                run.timedOut = r.timedOut
+                run.wallSeconds = r.wallSeconds
+                run.cpuUserSeconds = r.userCPUSeconds
+                run.cpuSystemSeconds = r.systemCPUSeconds
+                run.peakMemoryBytes = r.peakMemoryBytes
+                run.oomKilled = r.oomKilled
+            case .failure(let e):
+                run.state = .failed
+                run.exitCode = e.exitCode
+                run.message = e.message
+            }
+            if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i] = run }
+            session.manifest.status = .idle
+            var fields: [(String, JSON)] = [("run", .int(id)), ("state", .string(run.state.rawValue)),
+                                            ("exit_code", run.exitCode.map { .int(Int64($0)) } ?? .null)]
+            if let s = run.signal { fields.append(("signal", .int(Int64(s)))) }
+            if let w = run.wallSeconds { fields.append(("wall_seconds", .double(w))) }
+            if let m = run.peakMemoryBytes { fields.append(("peak_memory_bytes", .uint(m))) }
+            if run.timedOut { fields.append(("timed_out", .bool(true))) }
+            if run.oomKilled { fields.append(("oom_killed", .bool(true))) }
+            if let m = run.message { fields.append(("error", .string(m))) }
+            // Both files written first, then synced: the first fsync's journal
+            // commit carries both, so the second costs little.
+            let batch = DeferredSync()
+            try session.record(run.state == .failed ? "exec.failed" : "exec.end", workflow: workflowID, fields, deferred: batch)
+            try session.save(deferred: batch)
+            batch.wait()
         }
-        if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i] = run }
-        session.manifest.status = .idle
-        var fields: [(String, JSON)] = [("run", .int(id)), ("state", .string(run.state.rawValue)),
-                                        ("exit_code", run.exitCode.map { .int(Int64($0)) } ?? .null)]
-        if let s = run.signal { fields.append(("signal", .int(Int64(s)))) }
-        if let w = run.wallSeconds { fields.append(("wall_seconds", .double(w))) }
-        if let m = run.peakMemoryBytes { fields.append(("peak_memory_bytes", .uint(m))) }
-        if run.timedOut { fields.append(("timed_out", .bool(true))) }
-        if run.oomKilled { fields.append(("oom_killed", .bool(true))) }
-        if let m = run.message { fields.append(("error", .string(m))) }
-        try session.record(run.state == .failed ? "exec.failed" : "exec.end", workflow: workflowID, fields)
-        try session.save()
-        return (plan, try outcome.get())
+        do {
+            let result = try Supervisor(network: network).run(plan, cgroupName: cgroupName, finishing: { r throws(SandboxError) in
+                try finish(.success(r))
+            })
+            return (plan, result)
+        } catch {
+            // Only a launch that failed before its records were written gets here
+            // with run still open; a failed `finish` leaves the run recorded as
+            // running, which the next session marks interrupted.
+            if run.end == nil { try finish(.failure(error)) }
+            throw error
+        }
     }
 
     /// The directories the plan binds or overlays, present and owned by the

@@ -121,6 +121,39 @@ struct ProcessTests {
         }
     }
 
+    /// The cgroups are made while the profile loads, before the sandbox
+    /// exists: a SIGKILL then must find the janitor already watching. (Before
+    /// the janitor was started ahead of the directories, about one kill in
+    /// thirty in this window left a group behind.)
+    @Test("SIGKILL of sandboxd at random moments of its start leaves no cgroup or process behind")
+    func sigkillDuringStart() async throws {
+        try await withSbxTemp("sigkill-start") { dir in
+            let marker = sbxMarker("sigkill-start")
+            let sbx = SbxExec(workdir: dir.path)
+            let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+            defer { close(devnull) }
+            var pids: [pid_t] = []
+            for i in 0..<60 {
+                let pid = try SbxProcess.spawn(sbx.argv(["/probe", "sleep", "1000", marker]), sbx.spawn, stdout: devnull, stderr: devnull)
+                // 0 to 15 ms: from argument parsing to the command running, in debug and release builds.
+                await sbxSleep(Double(i % 16) / 1000 + Double.random(in: 0..<0.001))
+                _ = Glibc.kill(pid, SIGKILL)
+                _ = SbxProcess.reap(pid)
+                pids.append(pid)
+            }
+            let left = await SbxHost.waitUntilGone(marker, seconds: 5)
+            #expect(left.isEmpty, "left behind: \(left.map { "\($0.pid) \($0.cmdline)" })")
+            var dirs: [String] = []
+            let end = SbxProcess.now() + 5
+            repeat {
+                dirs = pids.flatMap { SbxHost.cgroupDirs(named: "sandboxd-\($0)") }
+                if dirs.isEmpty { break }
+                await sbxSleep(0.05)
+            } while SbxProcess.now() < end
+            #expect(dirs.isEmpty, "cgroups left behind: \(dirs)")
+        }
+    }
+
     @Test("SIGTERM and SIGINT to sandboxd reach the command", arguments: [SIGTERM, SIGINT])
     func signalForwarded(sig: Int32) async throws {
         try await withSbxTemp("sigterm") { dir in
