@@ -94,6 +94,20 @@ struct SeccompTests {
         }
     }
 
+    @Test func writingAnEntryRemovesTemporaryFilesOfKilledWriters() throws {
+        try withTempDir { dir in
+            let cacheDir = dir + "/cache"
+            mkdir(cacheDir, 0o700)
+            // pid_max is at most 2^22: this pid cannot exist. Our own pid's file is being written.
+            let dead = cacheDir + "/seccomp-0123456789abcdef.bpf.tmp.9999999"
+            let ours = cacheDir + "/seccomp-0123456789abcdef.bpf.tmp.\(getpid())"
+            for f in [dead, ours] { try Data("partial".utf8).write(to: URL(fileURLWithPath: f)) }
+            _ = try SeccompCache(directory: cacheDir).programs(for: .init(deny: ["acct"]))
+            #expect(access(dead, F_OK) != 0, "a dead writer's temporary file is removed")
+            #expect(access(ours, F_OK) == 0, "a live writer's temporary file is left alone")
+        }
+    }
+
     /// The `k` operands of a classic BPF program.
     func constants(_ p: SeccompProgram) -> Set<UInt32> {
         var out = Set<UInt32>()

@@ -48,8 +48,9 @@ public final class SeccompCache: @unchecked Sendable {
     /// This executable's GNU build ID: changes with any change to its code or data.
     static let buildID: String? = {
         var buf = [CChar](repeating: 0, count: 129)
-        guard sbx_build_id(&buf, buf.count) > 0 else { return nil }
-        return String(cString: buf)
+        let n = Int(sbx_build_id(&buf, buf.count))
+        guard n > 0 else { return nil }
+        return String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 
     static func fnv1a(_ s: String) -> String {
@@ -100,13 +101,20 @@ public final class SeccompCache: @unchecked Sendable {
 
     /// Entries of other builds can never match again (their key names another
     /// build ID): remove them when a new entry is written, so rebuilding does
-    /// not grow the directory.
-    private func pruneOtherBuilds(_ dir: String) {
+    /// not grow the directory. So are the temporary files of writers that were
+    /// killed before their rename (`seccomp-*.bpf.tmp.PID`, PID gone).
+    func pruneOtherBuilds(_ dir: String) {
         guard let id = SeccompCache.buildID, let d = opendir(dir) else { return }
         defer { closedir(d) }
         while let entry = readdir(d) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasPrefix("seccomp-"), name.hasSuffix(".bpf"), let bytes = readBytes(dir + "/" + name) else { continue }
+            guard name.hasPrefix("seccomp-") else { continue }
+            let parts = name.split(separator: ".")
+            if parts.count == 4, parts[1] == "bpf", parts[2] == "tmp" {
+                if let pid = Int32(parts[3]), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH { unlink(dir + "/" + name) }
+                continue
+            }
+            guard name.hasSuffix(".bpf"), let bytes = readBytes(dir + "/" + name) else { continue }
             let firstLine = String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self)
             if !firstLine.contains("|build \(id)|") { unlink(dir + "/" + name) }
         }
