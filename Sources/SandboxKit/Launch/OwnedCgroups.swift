@@ -3,7 +3,7 @@ import Glibc
 
 /// A sandbox's cgroups and the janitor that removes them should sandboxd be
 /// killed before it does.
-final class OwnedCgroups: @unchecked Sendable {
+final class OwnedCgroups {
     let set: CgroupSet
     private var janitor: sbx_janitor?
 
