@@ -268,21 +268,50 @@ static void stage_lower(struct child_ctx *c, int idx, char *buf, size_t cap)
     close(target);
 }
 
-/* An overlay whose lower layer is a host directory and whose upper layer
- * persists in the sandbox's state: changes to the root outside the workdir
- * (installed tools) survive from one exec to the next. */
-static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
+/* An overlay op's data is "UPPER\nWORK\nSUBDIR": the layers (host paths) and
+ * the directory of the merged tree that goes at the target ("" for its root).
+ * Length of the "UPPER\nWORK" part, or -1 if malformed. */
+static int overlay_layers_len(const char *data)
+{
+    const char *nl = data ? strchr(data, '\n') : NULL;
+    const char *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+    return nl2 ? (int)(nl2 - data) : -1;
+}
+
+/* The first op that names the same overlay (lower and layers) as op `i`:
+ * ops sharing one are served by one overlayfs, mounted once. */
+static uint32_t first_overlay_op(const struct sbx_plan *p, uint32_t i)
+{
+    const struct sbx_op *op = &p->ops[i];
+    int len = overlay_layers_len(op->data);
+    for (uint32_t j = 0; j < i; j++) {
+        const struct sbx_op *o = &p->ops[j];
+        if (o->kind == SBX_OP_OVERLAY && len >= 0 && overlay_layers_len(o->data) == len &&
+            strcmp(o->source, op->source) == 0 && strncmp(o->data, op->data, (size_t)len) == 0)
+            return j;
+    }
+    return i;
+}
+
+/* Mount the overlay of op `idx` at /.sbx-overlay-IDX in the staging root,
+ * where the sandbox never sees it; its directories are bound into the new
+ * root from there. */
+static void stage_overlay(struct child_ctx *c, const struct sbx_op *op, int idx, char *at, size_t cap)
 {
     char lower[SBX_PATH_MAX], upper[SBX_PATH_MAX], work[SBX_PATH_MAX];
-    const char *nl = op->data ? strchr(op->data, '\n') : NULL;
-    if (!nl || (size_t)(nl - op->data) >= sizeof upper) { errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, idx); }
-    char upper_host[SBX_PATH_MAX];
-    memcpy(upper_host, op->data, (size_t)(nl - op->data));
-    upper_host[nl - op->data] = '\0';
+    char upper_host[SBX_PATH_MAX], work_host[SBX_PATH_MAX], num[16];
+    const char *nl = strchr(op->data, '\n');
+    size_t ul = (size_t)(nl - op->data), wl = (size_t)overlay_layers_len(op->data) - ul - 1;
+    if (ul >= sizeof upper_host || wl >= sizeof work_host) { errno = ENAMETOOLONG; die(c, SBX_STAGE_MOUNT_OP, idx); }
+    memcpy(upper_host, op->data, ul);
+    upper_host[ul] = '\0';
+    memcpy(work_host, nl + 1, wl);
+    work_host[wl] = '\0';
     if (c->bind_fds[idx] >= 0) stage_lower(c, idx, lower, sizeof lower);
-    else if (sbx_concat(lower, sizeof lower, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    else if (sbx_concat(lower, sizeof lower, STAGING_OLDROOT, strcmp(op->source, "/") == 0 ? "" : op->source) < 0)
+        die(c, SBX_STAGE_MOUNT_OP, idx);
     if (sbx_concat(upper, sizeof upper, STAGING_OLDROOT, upper_host) < 0 ||
-        sbx_concat(work, sizeof work, STAGING_OLDROOT, nl + 1) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        sbx_concat(work, sizeof work, STAGING_OLDROOT, work_host) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     char opts[3 * SBX_PATH_MAX + 64];
     const char *parts[] = { "lowerdir=", lower, ",upperdir=", upper, ",workdir=", work, ",userxattr" };
     opts[0] = '\0';
@@ -290,7 +319,42 @@ static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
         size_t l = strlen(opts);
         if (sbx_concat(opts + l, sizeof opts - l, "", parts[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     }
-    mount_fs_at(c, idx, op->target, "overlay", MS_NOSUID | MS_NODEV, opts);
+    sbx_format_int(num, sizeof num, idx);
+    if (sbx_concat(at, cap, "/.sbx-overlay-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (mkdir(at, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (mount("overlay", at, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+}
+
+/* A directory of an overlay whose lower layer is a host directory and whose
+ * upper layer persists in the sandbox's state: changes to the root outside
+ * the workdir (installed tools) survive from one exec to the next. */
+static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    int layers = overlay_layers_len(op->data);
+    if (layers < 0) { errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, idx); }
+    char at[64];
+    uint32_t first = first_overlay_op(c->plan, (uint32_t)idx);
+    if (first == (uint32_t)idx) stage_overlay(c, op, idx, at, sizeof at);
+    else {
+        char num[16];
+        sbx_format_int(num, sizeof num, (long)first);
+        if (sbx_concat(at, sizeof at, "/.sbx-overlay-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
+    /* The directory is reached without symlinks: the upper layer's content
+     * (an imported archive, say) cannot redirect the bind. */
+    int merged = open(at, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (merged < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int dir = open_target(merged, op->data + layers + 1);
+    close(merged);
+    if (dir < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int tree = (int)syscall(SYS_open_tree, dir, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    close(dir);
+    if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (mkdir_p(c->newroot_fd, op->target, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int target = open_target(c->newroot_fd, op->target);
+    if (target < 0 || attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(tree);
+    close(target);
 }
 
 static void run_ops(struct child_ctx *c)
@@ -743,8 +807,10 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (!bind_fds) { close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]); goto early; }
     for (uint32_t i = 0; i < p->n_ops; i++) {
         bind_fds[i] = -1;
-        if (p->ops[i].kind != SBX_OP_BIND && !(p->ops[i].kind == SBX_OP_OVERLAY && (p->ops[i].flags & SBX_F_IDMAP))) continue;
-        bind_fds[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        int overlay = p->ops[i].kind == SBX_OP_OVERLAY;
+        if (p->ops[i].kind != SBX_OP_BIND && !(overlay && (p->ops[i].flags & SBX_F_IDMAP) && first_overlay_op(p, i) == i)) continue;
+        /* An overlay's lower layer never shows the mounts below it, so only its own mount is cloned. */
+        bind_fds[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (overlay ? 0 : AT_RECURSIVE));
         if (bind_fds[i] < 0 && !(errno == ENOENT && (p->ops[i].flags & SBX_F_OPTIONAL))) {
             *err = (struct sbx_error){ SBX_STAGE_MOUNT_OP, errno, (int32_t)i };
             close_binds(bind_fds, i);

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/landlock.h>
@@ -135,6 +136,14 @@ int sbx_read_signal(int fd)
 uint32_t sbx_clone_namespaces(void)
 {
     return CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+}
+
+int64_t sbx_mount_id(const char *path)
+{
+    struct statx stx;
+    if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0) return -1;
+    if (!(stx.stx_mask & STATX_MNT_ID)) { errno = ENOSYS; return -1; }
+    return (int64_t)stx.stx_mnt_id;
 }
 
 int sbx_probe_open_tree(void)

@@ -202,17 +202,112 @@ struct StoreTests {
         }
     }
 
+    /// A sandboxd killed after a run's start line (the manifest is written
+    /// only when a run ends): the next session takes the line in and marks
+    /// the run interrupted, and the chain still verifies.
+    @Test func runStartedButNeverEndedIsMarkedInterrupted() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "s")
+            let session = try SandboxSession.open(store: store, name: "s", operation: "exec", workflow: "wf")
+            try session.record("exec.start", workflow: "wf-run", [("run", .int(1)), ("argv", .strings(["sleep", "9"]))])
+            #expect(session.manifest.status == .running)
+            session.lock.release()
+            #expect(try store.load("s").runs.isEmpty, "the manifest on disk does not know of the run yet")
+            let info = try store.info("s")
+            #expect(info.status == .interrupted)
+            #expect(info.manifest.runCount == 1)
+            #expect(info.manifest.runs.last?.state == .interrupted)
+            #expect(info.manifest.runs.last?.argv == ["sleep", "9"])
+            #expect(info.manifest.runs.last?.message?.contains("stopped before the run ended") == true)
+            #expect(try store.load("s").runs.last?.state == .interrupted, "the repair is saved")
+            let log = AuditLog(path: store.paths("s").audit)
+            #expect(try log.lines().last?["event"]?.stringValue == "run.interrupted")
+            #expect(try log.verify(head: (info.manifest.auditSeq, info.manifest.auditHash)).ok)
+            // The next run gets the next id.
+            let next = try SandboxSession.open(store: store, name: "s", operation: "exec", workflow: "wf")
+            #expect(next.manifest.runCount == 1)
+            next.lock.release()
+        }
+    }
+
+    /// A run in progress shows in `info` as running (from its audit line), without being touched.
+    @Test func runInProgressShowsAsRunning() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "s")
+            let session = try SandboxSession.open(store: store, name: "s", operation: "exec", workflow: "wf")
+            try session.record("exec.start", workflow: "wf", [("run", .int(1)), ("argv", .strings(["make"]))])
+            let info = try store.info("s")
+            #expect(info.status == .running)
+            #expect(info.manifest.runs.last?.state == .running)
+            #expect(info.manifest.runs.last?.argv == ["make"])
+            session.lock.release()
+        }
+    }
+
+    /// The manifest follows the log line by line: start, end with resources,
+    /// failure, and the head after each.
+    @Test func manifestAppliesAuditLines() throws {
+        var m = SandboxManifest(name: "s", created: "t", profileName: "worker", profileSource: "embedded", profileTOML: "")
+        func line(_ seq: Int64, _ fields: [(String, JSON)]) -> AuditLog.Line {
+            AuditLog.Line(seq: seq, hash: "h\(seq)", json: .object([("seq", .int(seq)), ("time", .string("T\(seq)")), ("pid", .int(42)), ("workflow", .string("wf"))] + fields), end: seq * 100)
+        }
+        m.apply(line(1, [("event", .string("exec.start")), ("run", .int(1)), ("argv", .strings(["a", "b"]))]))
+        #expect(m.status == .running && m.runCount == 1 && m.runs.count == 1)
+        #expect(m.runs[0] == { var r = SandboxManifest.Run(id: 1, pid: 42, argv: ["a", "b"], workflowID: "wf", start: "T1"); r.state = .running; return r }())
+        m.apply(line(2, [("event", .string("exec.end")), ("run", .int(1)), ("exit_code", .int(3)), ("signal", .int(9)),
+                         ("wall_seconds", .double(1.5)), ("cpu_user_seconds", .double(0.25)), ("cpu_system_seconds", .double(0.5)),
+                         ("peak_memory_bytes", .uint(4096)), ("timed_out", .bool(true)), ("oom_killed", .bool(true))]))
+        #expect(m.status == .idle)
+        let r = m.runs[0]
+        #expect(r.state == .exited && r.end == "T2" && r.exitCode == 3 && r.signal == 9 && r.wallSeconds == 1.5)
+        #expect(r.cpuUserSeconds == 0.25 && r.cpuSystemSeconds == 0.5 && r.peakMemoryBytes == 4096 && r.timedOut && r.oomKilled)
+        m.apply(line(3, [("event", .string("exec.start")), ("run", .int(2)), ("argv", .strings(["c"]))]))
+        m.apply(line(4, [("event", .string("exec.failed")), ("run", .int(2)), ("exit_code", .int(125)), ("error", .string("no"))]))
+        #expect(m.runs[1].state == .failed && m.runs[1].message == "no" && m.status == .idle)
+        m.apply(line(5, [("event", .string("checkpoint"))]))
+        #expect(m.auditSeq == 5 && m.auditHash == "h5" && m.auditSize == 500 && m.runs.count == 2)
+        // A replayed start that the manifest already has changes nothing.
+        m.apply(line(6, [("event", .string("exec.start")), ("run", .int(2)), ("argv", .strings(["x"]))]))
+        #expect(m.runs.count == 2 && m.runs[1].argv == ["c"])
+    }
+
+    @Test func linesAfterReadsTheTailOfTheLog() throws {
+        try withTempDir { dir in
+            let log = AuditLog(path: dir + "/audit.jsonl")
+            #expect(try log.lines(after: 0).isEmpty)
+            var written: [AuditLog.Line] = []
+            for i in 0..<300 {
+                written.append(try log.append(event: "e\(i)", sandbox: "s", workflow: "wf", [("pad", .string(String(repeating: "x", count: 100)))]))
+            }
+            #expect(try log.lines(after: 300).isEmpty)
+            let tail = try log.lines(after: 297)
+            #expect(tail.map(\.seq) == [298, 299, 300])
+            #expect(tail.map(\.hash) == written.suffix(3).map(\.hash))
+            #expect(tail.last?.end == written.last?.end)
+            // Far back: the reader widens its window past 8 KiB.
+            #expect(try log.lines(after: 10).count == 290)
+            #expect(try log.lines(after: 0).count == 300)
+            // A torn last line is not a line yet.
+            let fd = open(dir + "/audit.jsonl", O_WRONLY | O_APPEND)
+            _ = write(fd, "{\"seq\":301,", 12)
+            close(fd)
+            #expect(try log.lines(after: 299).map(\.seq) == [300])
+        }
+    }
+
     @Test func atomicReplaceLeavesNoTemporaryFiles() throws {
         try withTempDir { dir in
             let path = dir + "/m.json"
-            try FileSys.replace(path, Array("one".utf8))
-            let pending = DeferredSync()
-            try FileSys.replace(path, Array("two".utf8), deferred: pending)
-            pending.start()
-            pending.wait()
+            try writeFileAtomically(path, Array("one".utf8))
+            let log = open(dir + "/log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            #expect(log >= 0)
+            let batch = DeferredSync()
+            batch.add(log)
+            try FileSys.replace(path, Array("two".utf8), syncedWith: batch)
             #expect(try FileSys.read(path) == Array("two".utf8))
-            #expect(try FileSys.read(path + ".prev") == Array("one".utf8))
-            #expect(FileSys.list(dir).sorted() == ["m.json", "m.json.prev"])
+            #expect(FileSys.list(dir).sorted() == ["log", "m.json"])
         }
     }
 
@@ -250,7 +345,11 @@ struct StoreTests {
             #expect(r.workdir == p.managedWorkdir)
             #expect(r.persistence == Persistence(name: "box", rootChanges: p.rootChanges, home: p.home, plan: p.plan, results: p.results))
             let plan = try Planner().plan(profile: try NamedExec.profile(m), request: r)
-            #expect(plan.mounts.contains { $0.kind == .overlay && $0.target == "/usr" && $0.data == "\(p.upper)/usr\n\(p.work)/usr" })
+            // /usr, /etc and /opt sit on the root filesystem here: one overlay of "/" serves all three.
+            for dir in ["usr", "etc", "opt"] where FileSys.isDirectory("/" + dir) {
+                #expect(plan.mounts.contains { $0.kind == .overlay && $0.target == "/" + dir && $0.source == "/"
+                    && $0.data == "\(p.upper)\n\(p.work)/.shared\n\(dir)" })
+            }
             #expect(plan.environment.contains("SANDBOXD_SANDBOX=box"))
         }
     }
@@ -458,7 +557,7 @@ struct StoreCheckpointTests {
             try "new\n".write(toFile: p.managedWorkdir + "/added", atomically: false, encoding: .utf8)
             try FileManager.default.removeItem(atPath: p.upper + "/usr/local/bin/tool")
             // The journal is written, then only HOME is synced before the "kill".
-            try FileSys.replace(p.rewindJournal, JSON.object([("checkpoint", .int(1))]).bytes())
+            try writeFileAtomically(p.rewindJournal, JSON.object([("checkpoint", .int(1))]).bytes())
             _ = try FileSys.syncTree(p.checkpoints + "/1/home", p.home)
             s.lock.release()
 

@@ -24,7 +24,9 @@ enum sbx_op_kind {
     SBX_OP_MASK = 5,     /* hide `target`: empty read-only file or directory on top of it */
     SBX_OP_READONLY = 6, /* make `target` (already inside the new root) read-only in place */
     SBX_OP_SYMLINK = 8,  /* symlink `target` -> `source` */
-    SBX_OP_OVERLAY = 9,  /* overlayfs at `target`: lower = host `source`, `data` = "UPPER\nWORK" host dirs */
+    SBX_OP_OVERLAY = 9,  /* directory SUBDIR of an overlayfs (lower = host `source`) at `target`;
+                          * `data` = "UPPER\nWORK\nSUBDIR" (host dirs; SUBDIR "" for its root).
+                          * Ops naming the same lower, upper and work share one overlayfs. */
 };
 
 enum sbx_op_flags {
@@ -186,6 +188,8 @@ int sbx_probe_open_tree(void);
 int sbx_signalfd(const sigset_t *mask);
 /* Read one signal from a signalfd: its number, or -1. */
 int sbx_read_signal(int fd);
+/* The id of the mount `path` (symlinks followed) is on, or -1 with errno. */
+int64_t sbx_mount_id(const char *path);
 /* CLONE_NEW{USER,NS,PID,NET,IPC,UTS}: the namespaces created at clone time. */
 uint32_t sbx_clone_namespaces(void);
 

@@ -9,7 +9,9 @@ import Glibc
 /// with the closing `}` put back. `seq` counts from 1. Editing a line breaks
 /// its hash; deleting or reordering lines breaks `prev` and `seq`; cutting
 /// lines off the end is caught against the head the manifest records
-/// (`audit.seq`, `audit.hash`) each time it is written.
+/// (`audit.seq`, `audit.hash`) each time it is written. The manifest
+/// follows the log (`SandboxManifest.apply`): lines after its head are a run
+/// in progress, or ones a killed sandboxd wrote before its manifest.
 public struct AuditLog {
     public static let genesis = String(repeating: "0", count: 64)
     /// Arguments and messages longer than this are cut in audit lines (the manifest has the run).
@@ -22,6 +24,8 @@ public struct AuditLog {
         public var seq: Int64
         public var hash: String
         public var json: JSON
+        /// The log's size in bytes up to and including this line (nil when not known).
+        public var end: Int64? = nil
     }
 
     /// The correlation id of this sandboxd invocation: `--workflow-id`,
@@ -57,13 +61,55 @@ public struct AuditLog {
             FileSys.writeAll(fd, UnsafeRawBufferPointer(start: p.baseAddress, count: p.count - 1))
         }
         guard ok else { throw SandboxError("cannot append to the audit log \(path): \(errnoString())") }
+        let end = lseek(fd, 0, SEEK_CUR)
         if let deferred {
             deferred.add(fd)
             keep = true
         } else {
             guard fdatasync(fd) == 0 else { throw SandboxError("cannot append to the audit log \(path): \(errnoString())") }
         }
-        return Line(seq: seq, hash: hash, json: .object(body + [("hash", .string(hash))]))
+        return Line(seq: seq, hash: hash, json: .object(body + [("hash", .string(hash))]), end: end >= 0 ? Int64(end) : nil)
+    }
+
+    /// The whole lines after the one numbered `seq`, oldest first, read from
+    /// the end of the log (a partial last line, from a writer killed
+    /// mid-write, is left out). Empty when `seq` is the last line.
+    public func lines(after seq: Int64) throws(SandboxError) -> [Line] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ENOENT { return [] }
+            throw SandboxError("cannot open the audit log \(path): \(errnoString())")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SandboxError("cannot stat \(path): \(errnoString())") }
+        let size = Int(st.st_size)
+        var chunk = 8192
+        while size > 0 {
+            let start = max(0, size - chunk)
+            var buf = [UInt8](repeating: 0, count: size - start)
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+            guard n == buf.count else { throw SandboxError("cannot read \(path): \(errnoString())") }
+            guard let lastNL = buf.lastIndex(of: 0x0A) else {
+                if start == 0 { return [] }
+                chunk *= 2
+                continue
+            }
+            // Whole lines of the chunk; the first may be cut unless the chunk starts the file.
+            var pieces = buf[..<lastNL].split(separator: 0x0A, omittingEmptySubsequences: false)
+            if start > 0 { pieces.removeFirst() }
+            var found: [Line] = []
+            var offset = Int64(start + lastNL + 1)
+            for piece in pieces.reversed() {
+                let line = try parseLine(Array(piece), number: 0)
+                if line.seq <= seq { return found.reversed() }
+                found.append(Line(seq: line.seq, hash: line.hash, json: line.json, end: offset))
+                offset -= Int64(piece.count + 1)
+            }
+            if start == 0 { return found.reversed() }
+            chunk *= 2
+        }
+        return []
     }
 
     /// The last complete line. A torn last line (the writer was killed

@@ -3,8 +3,9 @@
 public struct Persistence: Sendable, Equatable {
     /// Sandbox name, exported as `SANDBOXD_SANDBOX`.
     public var name: String
-    /// Root changes: `<rootChanges>/upper/<dir>` and `<rootChanges>/work/<dir>` for
-    /// each overlaid system directory (/usr, /etc, /opt...).
+    /// Root changes: `<rootChanges>/upper/<dir>` holds the changes to each
+    /// overlaid system directory (/usr, /etc, /opt...); overlayfs's scratch
+    /// space is under `<rootChanges>/work`.
     public var rootChanges: String
     /// Bound read-write as the sandbox's HOME.
     public var home: String
@@ -30,6 +31,21 @@ public struct Persistence: Sendable, Equatable {
     /// The directory name of a system directory's layers: "/usr/local" -> "usr_local".
     public static func layerName(_ dest: String) -> String {
         String(dest.dropFirst().map { $0 == "/" ? "_" : $0 })
+    }
+
+    /// Overlay data ("UPPER\nWORK\nSUBDIR") of system directory `dest` with
+    /// an overlay of its own: layers `upper/<layer>` and `work/<layer>`.
+    public static func overlayData(_ p: Persistence, dest: String) -> String {
+        let layer = layerName(dest)
+        return "\(p.rootChanges)/upper/\(layer)\n\(p.rootChanges)/work/\(layer)\n"
+    }
+
+    /// Overlay data of top-level system directory `dest` (e.g. "/usr") as a
+    /// directory of one overlay over the host's root filesystem: its upper
+    /// layer is `upper` itself, so `upper/usr` holds /usr's changes exactly
+    /// as with an overlay of its own.
+    public static func sharedOverlayData(_ p: Persistence, dest: String) -> String {
+        "\(p.rootChanges)/upper\n\(p.rootChanges)/work/.shared\n\(layerName(dest))"
     }
 }
 

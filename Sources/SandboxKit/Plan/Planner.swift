@@ -1,3 +1,4 @@
+import CSandbox
 import Glibc
 
 /// (Profile, ExecRequest) -> LaunchPlan. Every policy decision is made here;
@@ -27,6 +28,7 @@ public struct Planner {
         var walkRoots: [String] = []
 
         // System directories, read-only. Host symlinks such as /lib -> usr/lib stay symlinks.
+        var systemDirs: [(real: String, dest: String)] = []
         for spec in fs.readOnly {
             let (src, dest) = splitSpec(spec)
             guard let st = lstatPath(src) else { continue }
@@ -36,15 +38,21 @@ public struct Planner {
             }
             guard let real = resolvedPath(src) else { continue }
             if let p = request.persistence, (st.st_mode & S_IFMT) == S_IFDIR || (st.st_mode & S_IFMT) == S_IFLNK {
+                systemDirs.append((real, dest))
                 // A named sandbox sees the host's system directories through an
                 // overlay whose upper layer persists: installed tools survive.
-                let layer = Persistence.layerName(dest)
                 mounts.append(.init(.overlay, source: real, target: dest, idmap: rootMode,
-                                    data: "\(p.rootChanges)/upper/\(layer)\n\(p.rootChanges)/work/\(layer)"))
+                                    data: Persistence.overlayData(p, dest: dest)))
             } else {
                 mounts.append(.init(.bind, source: real, target: dest, readOnly: true, optional: true))
             }
             binds.append((real, dest))
+        }
+        if let p = request.persistence, Self.canShareRootOverlay(systemDirs) {
+            for i in mounts.indices where mounts[i].kind == .overlay {
+                mounts[i].source = "/"
+                mounts[i].data = Persistence.sharedOverlayData(p, dest: mounts[i].target)
+            }
         }
 
         mounts.append(.init(.proc, target: "/proc"))
@@ -208,6 +216,19 @@ public struct Planner {
 
     private func keeps(_ name: String, _ patterns: [String]) -> Bool {
         patterns.contains { p in p.hasSuffix("*") ? name.hasPrefix(String(p.dropLast())) : name == p }
+    }
+
+    /// Whether a named sandbox's system directories can all be served by one
+    /// overlay of the host's root filesystem: each is a top-level directory
+    /// of that filesystem (same mount as "/"), bound at its own path. One
+    /// overlayfs then costs one mount, one work directory and one sync at
+    /// teardown instead of one of each per directory.
+    static func canShareRootOverlay(_ dirs: [(real: String, dest: String)]) -> Bool {
+        let root = sbx_mount_id("/")
+        guard root >= 0 else { return false }
+        return dirs.allSatisfy { d in
+            d.real == d.dest && d.dest.count > 1 && !d.dest.dropFirst().contains("/") && sbx_mount_id(d.real) == root
+        }
     }
 
     private func splitSpec(_ spec: String) -> (String, String) {

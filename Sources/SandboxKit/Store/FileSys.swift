@@ -561,39 +561,28 @@ public final class DeferredSync: @unchecked Sendable {
 }
 
 extension FileSys {
-    /// Replaces `path` atomically: a temporary file in the same directory,
-    /// fsync, rename, fsync of the directory. With `deferred`, the rename
-    /// happens at once and the fsyncs (file, then directory) are left to
-    /// `deferred`; the previous version stays at `path.prev` so that a
-    /// reader never depends on data that is not yet on disk.
-    public static func replace(_ path: String, _ data: [UInt8], mode: mode_t = 0o644, deferred: DeferredSync? = nil) throws(SandboxError) {
-        guard let deferred else {
-            try writeFileAtomically(path, data, mode: mode)
-            return
-        }
-        let dir = parentDirectory(path)
+    /// Replaces `path` atomically with a file that a durable log can rebuild
+    /// (the manifest, from the audit log): a temporary file, synced together
+    /// with `batch` (the log's lines), then renamed over `path`. The
+    /// directory is not synced: a rename lost to a power cut leaves the
+    /// previous version, which the log brings up to date.
+    public static func replace(_ path: String, _ data: [UInt8], mode: mode_t = 0o644, syncedWith batch: DeferredSync) throws(SandboxError) {
         let tmp = "\(path).tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
-        let ok = data.withUnsafeBytes { writeAll(fd, $0) }
-        guard ok else {
+        guard data.withUnsafeBytes({ writeAll(fd, $0) }) else {
             let e = errno
             close(fd)
             unlink(tmp)
             throw SandboxError("cannot write \(path): \(errnoString(e))")
         }
-        // The current (durable) version becomes path.prev, by a link and a rename, so `path` never disappears.
-        let prevTmp = "\(path).prev.tmp.\(getpid())"
-        unlink(prevTmp)
-        if link(path, prevTmp) == 0 { Glibc.rename(prevTmp, path + ".prev") }
+        batch.add(fd)
+        batch.wait()
         guard Glibc.rename(tmp, path) == 0 else {
             let e = errno
-            close(fd)
             unlink(tmp)
             throw SandboxError("cannot write \(path): \(errnoString(e))")
         }
-        deferred.add(fd)
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { deferred.add(dfd) }
     }
 }
+

@@ -89,6 +89,10 @@ public struct SandboxManifest: Sendable, Equatable {
     /// to still be in the log (lines cut off the end are detected).
     public var auditSeq: Int64 = 0
     public var auditHash: String = AuditLog.genesis
+    /// The log's size in bytes at that line: a log of any other size has
+    /// lines the manifest has not taken in yet (see `apply`). nil in
+    /// manifests written before it was recorded.
+    public var auditSize: Int64?
 
     public init(name: String, created: String, profileName: String, profileSource: String, profileTOML: String) {
         self.name = name
@@ -120,7 +124,7 @@ public struct SandboxManifest: Sendable, Equatable {
             ("plan", plan.map { p in
                 .object([("sha256", .string(p.sha256)), ("bytes", .int(p.bytes)), ("source", .string(p.source))])
             } ?? .null),
-            ("audit", .object([("seq", .int(auditSeq)), ("hash", .string(auditHash))])),
+            ("audit", .object([("seq", .int(auditSeq)), ("hash", .string(auditHash))] + (auditSize.map { [("size", JSON.int($0))] } ?? []))),
             ("run_count", .int(runCount)),
             ("runs", .array(runs.map(\.json))),
         ]
@@ -158,7 +162,63 @@ public struct SandboxManifest: Sendable, Equatable {
         if let imported = root["imported"], !imported.isNull { m.importedFrom = imported }
         m.auditSeq = root["audit"]?["seq"]?.intValue ?? 0
         m.auditHash = root["audit"]?["hash"]?.stringValue ?? AuditLog.genesis
+        m.auditSize = root["audit"]?["size"]?.intValue
         return m
+    }
+}
+
+// MARK: Replay
+
+/// The audit log is written first and the manifest follows it: every change
+/// to the runs is an audit line, and `apply` is the one place that turns a
+/// line into manifest state. A run's start is only an audit line (the
+/// manifest is written when the run ends), so a manifest can lag its log;
+/// a session replays the lines after the manifest's head (`SandboxSession.open`).
+extension SandboxManifest {
+    /// Takes in the lines of `log` after this manifest's head, in memory.
+    public mutating func catchUp(with log: AuditLog) throws(SandboxError) {
+        if let size = auditSize, let st = statPath(log.path), Int64(st.st_size) == size { return }
+        for line in try log.lines(after: auditSeq) { apply(line) }
+    }
+
+    public mutating func apply(_ line: AuditLog.Line) {
+        auditSeq = line.seq
+        auditHash = line.hash
+        auditSize = line.end
+        let j = line.json
+        guard let event = j["event"]?.stringValue, let id = j["run"]?.intValue else { return }
+        let time = j["time"]?.stringValue ?? ""
+        switch event {
+        case "exec.start":
+            guard !runs.contains(where: { $0.id == id }) else { return }
+            runs.append(Run(id: id, pid: Int32(truncatingIfNeeded: j["pid"]?.intValue ?? 0),
+                            argv: j["argv"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                            workflowID: j["workflow"]?.stringValue ?? "", start: time))
+            if runs.count > Self.keptRuns { runs.removeFirst(runs.count - Self.keptRuns) }
+            runCount = max(runCount, id)
+            status = .running
+        case "exec.end", "exec.failed":
+            guard let i = runs.lastIndex(where: { $0.id == id }) else { return }
+            runs[i].state = event == "exec.failed" ? .failed : .exited
+            runs[i].end = time
+            runs[i].exitCode = j["exit_code"]?.intValue.map { Int32(truncatingIfNeeded: $0) }
+            runs[i].signal = j["signal"]?.intValue.map { Int32(truncatingIfNeeded: $0) }
+            runs[i].timedOut = j["timed_out"]?.boolValue ?? false
+            runs[i].wallSeconds = j["wall_seconds"]?.doubleValue
+            runs[i].cpuUserSeconds = j["cpu_user_seconds"]?.doubleValue
+            runs[i].cpuSystemSeconds = j["cpu_system_seconds"]?.doubleValue
+            runs[i].peakMemoryBytes = j["peak_memory_bytes"]?.intValue.map { UInt64(clamping: $0) }
+            runs[i].oomKilled = j["oom_killed"]?.boolValue ?? false
+            runs[i].message = j["error"]?.stringValue
+            if runs.allSatisfy({ $0.state != .running }) { status = .idle }
+        case "run.interrupted":
+            guard let i = runs.lastIndex(where: { $0.id == id }), runs[i].state == .running else { return }
+            runs[i].state = .interrupted
+            runs[i].message = j["message"]?.stringValue
+            if runs.allSatisfy({ $0.state != .running }) { status = .interrupted }
+        default:
+            return
+        }
     }
 }
 

@@ -75,61 +75,48 @@ public enum NamedExec {
             throw error
         }
 
+        // The start is one audit line, made durable by a helper thread while
+        // the sandbox starts; the manifest takes it in at once (in memory) and
+        // is written when the run ends. A SIGKILL in between leaves the line
+        // beyond the manifest's head, and the next session marks that run
+        // interrupted (SandboxSession.recover).
         let id = session.manifest.runCount + 1
-        var run = SandboxManifest.Run(id: id, pid: getpid(), argv: template.argv, workflowID: workflowID, start: Clock.iso())
-        session.manifest.runCount = id
-        session.manifest.runs.append(run)
-        if session.manifest.runs.count > SandboxManifest.keptRuns {
-            session.manifest.runs.removeFirst(session.manifest.runs.count - SandboxManifest.keptRuns)
-        }
-        session.manifest.status = .running
-        // The start record is visible at once (a SIGKILL from here on leaves
-        // a run marked running, which the next session marks interrupted) and
-        // made durable by a helper thread while the sandbox starts.
         let pending = DeferredSync()
         try session.record("exec.start", workflow: workflowID, [("run", .int(id)), ("argv", .strings(template.argv)),
                                                                  ("profile", .string(prof.name)), ("cwd", .string(plan.cwd))],
                            deferred: pending)
-        try session.save(deferred: pending)
         pending.start()
 
         // The end record is written while the sandbox's mount tree (its
         // overlays' syncs included) is torn down: Supervisor's `finishing`.
+        var ended = false
         func finish(_ outcome: Result<SandboxResult, SandboxError>) throws(SandboxError) {
+            ended = true
             pending.wait()
-            run.end = Clock.iso()
+            var fields: [(String, JSON)] = [("run", .int(id))]
             switch outcome {
             case .success(let r):
-                run.state = .exited
-                run.exitCode = r.exitCode
-                run.signal = r.signal
-                run.timedOut = r.timedOut
-                run.wallSeconds = r.wallSeconds
-                run.cpuUserSeconds = r.userCPUSeconds
-                run.cpuSystemSeconds = r.systemCPUSeconds
-                run.peakMemoryBytes = r.peakMemoryBytes
-                run.oomKilled = r.oomKilled
+                fields += [("state", .string(SandboxManifest.Run.State.exited.rawValue)), ("exit_code", .int(Int64(r.exitCode)))]
+                if let s = r.signal { fields.append(("signal", .int(Int64(s)))) }
+                fields += [("wall_seconds", .double(r.wallSeconds)), ("cpu_user_seconds", .double(r.userCPUSeconds)),
+                           ("cpu_system_seconds", .double(r.systemCPUSeconds))]
+                if let m = r.peakMemoryBytes { fields.append(("peak_memory_bytes", .uint(m))) }
+                if r.timedOut { fields.append(("timed_out", .bool(true))) }
+                if r.oomKilled { fields.append(("oom_killed", .bool(true))) }
             case .failure(let e):
-                run.state = .failed
-                run.exitCode = e.exitCode
-                run.message = e.message
+                fields += [("state", .string(SandboxManifest.Run.State.failed.rawValue)), ("exit_code", .int(Int64(e.exitCode))),
+                           ("error", .string(e.message))]
             }
-            if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i] = run }
-            session.manifest.status = .idle
-            var fields: [(String, JSON)] = [("run", .int(id)), ("state", .string(run.state.rawValue)),
-                                            ("exit_code", run.exitCode.map { .int(Int64($0)) } ?? .null)]
-            if let s = run.signal { fields.append(("signal", .int(Int64(s)))) }
-            if let w = run.wallSeconds { fields.append(("wall_seconds", .double(w))) }
-            if let m = run.peakMemoryBytes { fields.append(("peak_memory_bytes", .uint(m))) }
-            if run.timedOut { fields.append(("timed_out", .bool(true))) }
-            if run.oomKilled { fields.append(("oom_killed", .bool(true))) }
-            if let m = run.message { fields.append(("error", .string(m))) }
-            // Both files written first, then synced: the first fsync's journal
-            // commit carries both, so the second costs little.
+            // The line and the manifest are written first and synced together.
             let batch = DeferredSync()
-            try session.record(run.state == .failed ? "exec.failed" : "exec.end", workflow: workflowID, fields, deferred: batch)
-            try session.save(deferred: batch)
-            batch.wait()
+            if case .failure = outcome {
+                try session.record("exec.failed", workflow: workflowID, fields, deferred: batch)
+            } else {
+                try session.record("exec.end", workflow: workflowID, fields, deferred: batch)
+            }
+            // Audit lines cut long arguments; the manifest keeps them whole.
+            if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i].argv = template.argv }
+            try session.save(after: batch)
         }
         do {
             let result = try Supervisor(network: network).run(plan, cgroupName: cgroupName, finishing: { r throws(SandboxError) in
@@ -138,9 +125,9 @@ public enum NamedExec {
             return (plan, result)
         } catch {
             // Only a launch that failed before its records were written gets here
-            // with run still open; a failed `finish` leaves the run recorded as
-            // running, which the next session marks interrupted.
-            if run.end == nil { try finish(.failure(error)) }
+            // with the run still open; a failed `finish` leaves the run recorded
+            // as started only, which the next session marks interrupted.
+            if !ended { try finish(.failure(error)) }
             throw error
         }
     }
@@ -157,9 +144,10 @@ public enum NamedExec {
         let userUID = ids.hostUID(forInside: ids.uid) ?? geteuid()
         let userGID = ids.hostGID(forInside: ids.gid) ?? getegid()
         var checked = false
+        var seen: Set<String> = []
         for m in plan.mounts where m.kind == .overlay {
-            let layers = (m.data ?? "").split(separator: "\n").map(String.init)
-            guard layers.count == 2 else { continue }
+            let layers = (m.data ?? "").split(separator: "\n", omittingEmptySubsequences: false).prefix(2).map(String.init)
+            guard layers.count == 2, !layers[0].isEmpty, !layers[1].isEmpty, seen.insert(layers[0]).inserted else { continue }
             if layers.contains(where: { $0.contains(",") || $0.contains(":") }) {
                 throw SandboxError("the state directory \(paths.dir) contains ',' or ':', which overlayfs mount options cannot carry; set SANDBOXD_HOME to a plainer path")
             }

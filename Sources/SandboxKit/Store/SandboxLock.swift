@@ -91,18 +91,22 @@ public final class SandboxLock {
         return readHolder(fd) ?? Holder(pid: 0, operation: "unknown", since: "")
     }
 
-    /// Writes who holds the lock into the lock file.
+    /// Writes who holds the lock into the lock file, in place and padded to
+    /// a fixed size: no truncation or new block, so taking the lock costs
+    /// the journal nothing. The record is only read while the lock is held
+    /// (`holder`), so a stale one left by `release` misleads nobody.
     public func record(_ operation: String) {
-        let text = JSON.object([("pid", .int(Int64(getpid()))), ("operation", .string(operation)), ("since", .string(Clock.iso()))])
-            .rendered(pretty: false) + "\n"
-        _ = ftruncate(fd, 0)
-        var t = text
-        _ = t.withUTF8 { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        var text = Array(JSON.object([("pid", .int(Int64(getpid()))), ("operation", .string(operation)), ("since", .string(Clock.iso()))])
+            .rendered(pretty: false).utf8)
+        if text.count < Self.recordSize - 1 { text += [UInt8](repeating: 0x20, count: Self.recordSize - 1 - text.count) }
+        text.append(0x0A)
+        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
     }
+
+    static let recordSize = 256
 
     public func release() {
         guard fd >= 0 else { return }
-        _ = ftruncate(fd, 0)
         flock(fd, LOCK_UN)
         close(fd)
         fd = -1
@@ -111,7 +115,7 @@ public final class SandboxLock {
     private static func readHolder(_ fd: Int32) -> Holder? {
         var buf = [UInt8](repeating: 0, count: 1024)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard n > 0, let json = try? JSONParser.parse(Array(buf[0..<n]).filter { $0 != 0x0A }),
+        guard n > 0, let json = try? JSONParser.parse(Array(buf[0..<n].prefix { $0 != 0x0A })),
               let pid = json["pid"]?.intValue else { return nil }
         return Holder(pid: Int32(truncatingIfNeeded: pid), operation: json["operation"]?.stringValue ?? "?",
                       since: json["since"]?.stringValue ?? "?")

@@ -257,16 +257,18 @@ public struct SandboxStore: Sendable {
     public func info(_ name: String) throws(SandboxError) -> SandboxInfo {
         var m = try load(name)
         let p = paths(name)
+        // A run in progress is in the audit log only: take it in, read-only.
+        try m.catchUp(with: AuditLog(path: p.audit))
         var holder = SandboxLock.holder(directory: p.dir)
-        if holder == nil, m.status == .running || m.runs.contains(where: { $0.state == .running }) || FileSys.exists(p.rewindJournal) {
+        let stale = m.status == .running || m.runs.contains(where: { $0.state == .running })
+        if holder == nil, stale || FileSys.exists(p.rewindJournal) {
             if let lock = SandboxLock.tryAcquire(directory: p.dir) {
-                let session = SandboxSession(store: self, name: name, paths: p, lock: lock, manifest: m)
-                try session.recover(workflow: "wf-recovery-\(getpid())")
-                m = session.manifest
+                let recovering = SandboxSession(store: self, name: name, paths: p, lock: lock, manifest: try load(name))
+                try recovering.recover(workflow: "wf-recovery-\(getpid())")
                 lock.release()
-            } else {
-                holder = SandboxLock.holder(directory: p.dir)
+                return SandboxInfo(manifest: recovering.manifest, paths: p, workdir: workdir(recovering.manifest, p), holder: nil)
             }
+            holder = SandboxLock.holder(directory: p.dir)
         }
         return SandboxInfo(manifest: m, paths: p, workdir: workdir(m, p), holder: holder)
     }
@@ -345,18 +347,24 @@ public final class SandboxSession {
     public var workdir: String { store.workdir(manifest, paths) }
     public var audit: AuditLog { AuditLog(path: paths.audit) }
 
-    /// Writes the manifest (atomically; durably, or with the fsyncs left to `deferred`).
-    public func save(deferred: DeferredSync? = nil) throws(SandboxError) {
-        try FileSys.replace(paths.manifest, manifest.rendered(), mode: 0o644, deferred: deferred)
+    /// Writes the manifest, atomically and durably.
+    public func save() throws(SandboxError) {
+        try writeFileAtomically(paths.manifest, manifest.rendered(), mode: 0o644)
     }
 
-    /// Appends an audit line and remembers it as the manifest's head (saved with the next `save`).
+    /// Writes the manifest once the audit lines in `batch` are on disk; the
+    /// manifest's own fsync joins theirs, and its directory is not synced,
+    /// as the log can rebuild it (`FileSys.replace(_:_:mode:syncedWith:)`).
+    public func save(after batch: DeferredSync) throws(SandboxError) {
+        try FileSys.replace(paths.manifest, manifest.rendered(), mode: 0o644, syncedWith: batch)
+    }
+
+    /// Appends an audit line and applies it to the manifest (saved with the next `save`).
     @discardableResult
     public func record(_ event: String, workflow: String, _ fields: [(String, JSON)] = [],
                        deferred: DeferredSync? = nil) throws(SandboxError) -> AuditLog.Line {
         let line = try audit.append(event: event, sandbox: name, workflow: workflow, fields, deferred: deferred)
-        manifest.auditSeq = line.seq
-        manifest.auditHash = line.hash
+        manifest.apply(line)
         return line
     }
 
@@ -365,13 +373,14 @@ public final class SandboxSession {
     /// undoes a rewind that was cut short, and removes temporary files.
     func recover(workflow: String) throws(SandboxError) {
         try recoverRewind(workflow: workflow)
-        var changed = false
-        for i in manifest.runs.indices where manifest.runs[i].state == .running {
-            manifest.runs[i].state = .interrupted
-            manifest.runs[i].message = "sandboxd (pid \(manifest.runs[i].pid)) stopped before the run ended; found by pid \(getpid()) at \(Clock.iso())"
+        let head = manifest.auditSeq
+        try manifest.catchUp(with: audit)
+        var changed = manifest.auditSeq != head
+        for run in manifest.runs where run.state == .running {
             changed = true
-            try record("run.interrupted", workflow: manifest.runs[i].workflowID.isEmpty ? workflow : manifest.runs[i].workflowID,
-                       [("run", .int(manifest.runs[i].id)), ("run_pid", .int(Int64(manifest.runs[i].pid)))])
+            try record("run.interrupted", workflow: run.workflowID.isEmpty ? workflow : run.workflowID,
+                       [("run", .int(run.id)), ("run_pid", .int(Int64(run.pid))),
+                        ("message", .string("sandboxd (pid \(run.pid)) stopped before the run ended; found by pid \(getpid()) at \(Clock.iso())"))])
         }
         if manifest.status == .running {
             manifest.status = .interrupted
