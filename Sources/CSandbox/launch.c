@@ -149,8 +149,16 @@ static uint64_t bind_attrs(uint32_t flags)
 
 static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
-    /* The parent opened the source (with the caller's view and rights) before clone. */
+    /* The parent opened the source (with the caller's view and rights) before
+     * clone; an unprivileged caller's sandbox, whose ids are the caller's, opens
+     * it here, in its own mount namespace. */
     int tree = c->bind_fds[idx];
+    if (tree < 0 && (c->plan->flags & SBX_PLAN_BINDS_IN_CHILD)) {
+        char src[SBX_PATH_MAX];
+        if (sbx_concat(src, sizeof src, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0 && errno != ENOENT) die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
     if (tree < 0) {
         if (op->flags & SBX_F_OPTIONAL) return;
         errno = ENOENT;
@@ -809,6 +817,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         bind_fds[i] = -1;
         int overlay = p->ops[i].kind == SBX_OP_OVERLAY;
         if (p->ops[i].kind != SBX_OP_BIND && !(overlay && (p->ops[i].flags & SBX_F_IDMAP) && first_overlay_op(p, i) == i)) continue;
+        if (p->ops[i].kind == SBX_OP_BIND && (p->flags & SBX_PLAN_BINDS_IN_CHILD)) continue;
         /* An overlay's lower layer never shows the mounts below it, so only its own mount is cloned. */
         bind_fds[i] = (int)syscall(SYS_open_tree, AT_FDCWD, p->ops[i].source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (overlay ? 0 : AT_RECURSIVE));
         if (bind_fds[i] < 0 && !(errno == ENOENT && (p->ops[i].flags & SBX_F_OPTIONAL))) {

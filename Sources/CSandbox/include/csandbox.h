@@ -56,6 +56,9 @@ enum sbx_plan_flags {
     SBX_PLAN_TTY = 1u << 2,            /* give the command a new pty from the sandbox's devpts */
     SBX_PLAN_SETGROUPS_DENY = 1u << 3, /* unprivileged mode: write "deny" to setgroups, skip setgroups() */
     SBX_PLAN_PREPARED_NETNS = 1u << 4, /* start in `netns_fd` (lo already up) instead of CLONE_NEWNET */
+    SBX_PLAN_BINDS_IN_CHILD = 1u << 5, /* open bind sources inside the sandbox's mount namespace (at
+                                        * /oldroot/SOURCE): an unprivileged caller cannot clone mounts
+                                        * of the host's namespace (open_tree needs CAP_SYS_ADMIN there) */
 };
 
 struct sbx_plan {

@@ -48,7 +48,10 @@ public struct Planner {
             }
             binds.append((real, dest))
         }
-        if let p = request.persistence, Self.canShareRootOverlay(systemDirs) {
+        // Root only: the shared overlay's lower layer is the host's root mount
+        // alone, cloned by the parent; an unprivileged sandbox could only name
+        // it with its locked submounts, which overlayfs refuses.
+        if let p = request.persistence, rootMode, Self.canShareRootOverlay(systemDirs) {
             for i in mounts.indices where mounts[i].kind == .overlay {
                 mounts[i].source = "/"
                 mounts[i].data = Persistence.sharedOverlayData(p, dest: mounts[i].target)
