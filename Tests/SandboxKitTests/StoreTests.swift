@@ -271,6 +271,9 @@ struct StoreTests {
         // A replayed start that the manifest already has changes nothing.
         m.apply(line(6, [("event", .string("exec.start")), ("run", .int(2)), ("argv", .strings(["x"]))]))
         #expect(m.runs.count == 2 && m.runs[1].argv == ["c"])
+        // The manifest keeps the last runs only; the count goes on.
+        for id in Int64(3)...20 { m.apply(line(id + 4, [("event", .string("exec.start")), ("run", .int(id))])) }
+        #expect(m.runs.count == SandboxManifest.keptRuns && m.runs.last?.id == 20 && m.runCount == 20)
     }
 
     @Test func linesAfterReadsTheTailOfTheLog() throws {
@@ -305,7 +308,10 @@ struct StoreTests {
             #expect(log >= 0)
             let batch = DeferredSync()
             batch.add(log)
-            try FileSys.replace(path, Array("two".utf8), syncedWith: batch)
+            let pending = try FileSys.replacement(path, Array("two".utf8), syncedWith: batch)
+            #expect(try FileSys.read(path) == Array("one".utf8), "not in place before its sync")
+            batch.start()
+            try pending.commit()
             #expect(try FileSys.read(path) == Array("two".utf8))
             #expect(FileSys.list(dir).sorted() == ["log", "m.json"])
         }

@@ -38,6 +38,8 @@ public struct Supervisor {
     /// Runs `plan`; `finish` (a caller's records of the run) runs while the
     /// sandbox's mount tree is torn down on a helper thread, which is joined
     /// before this returns or throws: nothing of the sandbox outlives the call.
+    /// The cgroups are removed after `finish`, so work it leaves to a helper
+    /// thread (its fsyncs) overlaps their removal.
     public func run(_ plan: LaunchPlan, cgroupName: String,
                     finishing finish: (SandboxResult) throws(SandboxError) -> Void) throws(SandboxError) -> SandboxResult {
         let start = monotonicSeconds()
@@ -88,7 +90,6 @@ public struct Supervisor {
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
 
         let cg = cgroups?.usage()
-        cleanupCgroups()
         let gitWarning = plan.gitGuard?.verify()
 
         let final = reported ? cmdStatus : status
@@ -108,7 +109,13 @@ public struct Supervisor {
             systemCPUSeconds: Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6,
             peakMemoryBytes: cg?.peakMemory, oomKilled: cg?.oomKilled ?? false, profile: plan.profile,
             warnings: gitWarning.map { [$0] } ?? [])
-        try finish(result)
+        // The caller's records start before the cgroups are removed, so the
+        // removal overlaps their syncs.
+        do { try finish(result) } catch {
+            cleanupCgroups()
+            throw error
+        }
+        cleanupCgroups()
         return result
     }
 

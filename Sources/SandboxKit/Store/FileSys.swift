@@ -561,12 +561,14 @@ public final class DeferredSync: @unchecked Sendable {
 }
 
 extension FileSys {
-    /// Replaces `path` atomically with a file that a durable log can rebuild
-    /// (the manifest, from the audit log): a temporary file, synced together
-    /// with `batch` (the log's lines), then renamed over `path`. The
-    /// directory is not synced: a rename lost to a power cut leaves the
-    /// previous version, which the log brings up to date.
-    public static func replace(_ path: String, _ data: [UInt8], mode: mode_t = 0o644, syncedWith batch: DeferredSync) throws(SandboxError) {
+    /// Starts replacing `path` atomically with a file that a durable log can
+    /// rebuild (the manifest, from the audit log): `data` is written to a
+    /// temporary file whose fsync joins `batch` (the log's lines); `commit`
+    /// waits for the batch and renames the file over `path`. The directory is
+    /// not synced: a rename lost to a power cut leaves the previous version,
+    /// which the log brings up to date.
+    public static func replacement(_ path: String, _ data: [UInt8], mode: mode_t = 0o644,
+                                   syncedWith batch: DeferredSync) throws(SandboxError) -> PendingReplacement {
         let tmp = "\(path).tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
@@ -577,12 +579,22 @@ extension FileSys {
             throw SandboxError("cannot write \(path): \(errnoString(e))")
         }
         batch.add(fd)
+        return PendingReplacement(path: path, temporary: tmp, batch: batch)
+    }
+}
+
+/// A file written under a temporary name, renamed into place once synced.
+public struct PendingReplacement {
+    let path: String
+    let temporary: String
+    let batch: DeferredSync
+
+    public func commit() throws(SandboxError) {
         batch.wait()
-        guard Glibc.rename(tmp, path) == 0 else {
+        guard Glibc.rename(temporary, path) == 0 else {
             let e = errno
-            unlink(tmp)
+            unlink(temporary)
             throw SandboxError("cannot write \(path): \(errnoString(e))")
         }
     }
 }
-

@@ -88,10 +88,13 @@ public enum NamedExec {
         pending.start()
 
         // The end record is written while the sandbox's mount tree (its
-        // overlays' syncs included) is torn down: Supervisor's `finishing`.
-        var ended = false
+        // overlay's sync included) is torn down and its cgroups removed
+        // (Supervisor's `finishing`): the end line and the manifest are
+        // written, synced together by a helper thread, and the manifest is
+        // renamed into place once both are on disk.
+        var pendingManifest: PendingReplacement? = nil
         func finish(_ outcome: Result<SandboxResult, SandboxError>) throws(SandboxError) {
-            ended = true
+            pendingManifest = nil
             pending.wait()
             var fields: [(String, JSON)] = [("run", .int(id))]
             switch outcome {
@@ -107,7 +110,6 @@ public enum NamedExec {
                 fields += [("state", .string(SandboxManifest.Run.State.failed.rawValue)), ("exit_code", .int(Int64(e.exitCode))),
                            ("error", .string(e.message))]
             }
-            // The line and the manifest are written first and synced together.
             let batch = DeferredSync()
             if case .failure = outcome {
                 try session.record("exec.failed", workflow: workflowID, fields, deferred: batch)
@@ -116,18 +118,25 @@ public enum NamedExec {
             }
             // Audit lines cut long arguments; the manifest keeps them whole.
             if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i].argv = template.argv }
-            try session.save(after: batch)
+            pendingManifest = try session.saving(with: batch)
+            batch.start()
         }
+        var ended = false
         do {
             let result = try Supervisor(network: network).run(plan, cgroupName: cgroupName, finishing: { r throws(SandboxError) in
+                ended = true
                 try finish(.success(r))
             })
+            try pendingManifest?.commit()
             return (plan, result)
         } catch {
             // Only a launch that failed before its records were written gets here
             // with the run still open; a failed `finish` leaves the run recorded
             // as started only, which the next session marks interrupted.
-            if !ended { try finish(.failure(error)) }
+            if !ended {
+                try finish(.failure(error))
+                try pendingManifest?.commit()
+            }
             throw error
         }
     }

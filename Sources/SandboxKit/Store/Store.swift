@@ -352,11 +352,11 @@ public final class SandboxSession {
         try writeFileAtomically(paths.manifest, manifest.rendered(), mode: 0o644)
     }
 
-    /// Writes the manifest once the audit lines in `batch` are on disk; the
-    /// manifest's own fsync joins theirs, and its directory is not synced,
-    /// as the log can rebuild it (`FileSys.replace(_:_:mode:syncedWith:)`).
-    public func save(after batch: DeferredSync) throws(SandboxError) {
-        try FileSys.replace(paths.manifest, manifest.rendered(), mode: 0o644, syncedWith: batch)
+    /// Starts writing the manifest: its fsync joins the audit lines' in
+    /// `batch`, and `commit()` puts it in place once they are all on disk. Its
+    /// directory is not synced, as the log can rebuild it (`FileSys.replacement`).
+    public func saving(with batch: DeferredSync) throws(SandboxError) -> PendingReplacement {
+        try FileSys.replacement(paths.manifest, manifest.rendered(), mode: 0o644, syncedWith: batch)
     }
 
     /// Appends an audit line and applies it to the manifest (saved with the next `save`).
