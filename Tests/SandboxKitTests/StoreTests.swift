@@ -627,6 +627,42 @@ struct StoreCheckpointTests {
         }
     }
 
+    /// A name that is not valid UTF-8 cannot be carried as a string: copies
+    /// (checkpoints, exports) refuse it by name instead of skipping it, and
+    /// removal and rewind (entries missing from the source) take it away byte for byte.
+    @Test func namesThatAreNotUTF8AreRefusedOrRemovedNeverSkipped() throws {
+        try withTempDir { dir in
+            func makeRaw(_ parent: String, _ name: [UInt8]) {
+                let path = Array(parent.utf8) + [0x2F] + name
+                let fd = open(path.map { CChar(bitPattern: $0) } + [0], O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                #expect(fd >= 0)
+                close(fd)
+            }
+            let src = dir + "/src", dst = dir + "/dst"
+            try FileSys.makeDirectories(src + "/sub")
+            try writeFileAtomically(src + "/good", Array("g".utf8))
+            makeRaw(src + "/sub", [0x63, 0x61, 0x66, 0xE9])  // "caf\xe9", Latin-1
+            let e = #expect(throws: SandboxError.self) { _ = try FileSys.copyTree(src, dir + "/copy") }
+            #expect(e?.message.contains("sub/caf\\xe9: the name is not valid UTF-8") == true, "\(e?.message ?? "")")
+            #expect(throws: SandboxError.self) { _ = try FileSys.entries(src + "/sub") }
+            #expect(FileSys.list(src + "/sub") == ["caf\u{FFFD}"], "list (sandboxd's own files) still reads it")
+
+            // Rewind-style sync: the destination's undecodable entry is not in the source, so it goes.
+            try FileSys.makeDirectories(dst + "/deep")
+            makeRaw(dst, [0x62, 0x61, 0x64, 0xFF])
+            makeRaw(dst + "/deep", [0xC3])
+            try FileSys.removeTree(src + "/sub")
+            _ = try FileSys.syncTree(src, dst)
+            #expect(try FileSys.entries(dst) == ["good"])
+
+            // rm -rf gets through such names too.
+            try FileSys.makeDirectories(dir + "/gone/a")
+            makeRaw(dir + "/gone/a", [0x80, 0x81])
+            try FileSys.removeTree(dir + "/gone")
+            #expect(!FileSys.exists(dir + "/gone"))
+        }
+    }
+
     @Test func copyTreePreservesEverything() throws {
         try withTempDir { dir in
             let src = dir + "/src"

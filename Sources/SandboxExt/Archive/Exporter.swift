@@ -124,7 +124,7 @@ public enum SandboxExporter {
         var mode = UInt32(st.st_mode & 0o7777)
         if type == S_IFDIR {
             items.append(Item(entry: .init(path: path, kind: .directory, size: 0, mode: mode), host: host, st: st, data: nil))
-            for child in FileSys.list(host).sorted() {
+            for child in try FileSys.entries(host).sorted() {
                 try walk(host + "/" + child, path + "/" + child, &items, &links, &stripped)
             }
             return

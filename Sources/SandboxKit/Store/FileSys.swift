@@ -76,16 +76,56 @@ public enum FileSys {
         try makeDirectory(path, mode: mode)
     }
 
-    /// Names in a directory, without "." and "..", unsorted.
+    /// Names in a directory, without "." and "..", unsorted. A name that is
+    /// not valid UTF-8 comes back with U+FFFD in place of its bad bytes: for
+    /// sandboxd's own files; trees of the sandbox's content use `entries`.
     public static func list(_ path: String) -> [String] {
-        guard let d = opendir(path) else { return [] }
-        defer { closedir(d) }
+        (try? readNames(path).map { $0.name ?? String(decoding: $0.bytes, as: UTF8.self) }) ?? []
+    }
+
+    /// Names in a directory of the sandbox's content, unsorted; refuses a
+    /// name that is not valid UTF-8. sandboxd carries names as strings, so it
+    /// could not copy, checkpoint or export such a file faithfully, and a
+    /// silent skip would lose it (a rewind would then not bring it back).
+    public static func entries(_ path: String) throws(SandboxError) -> [String] {
         var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
+        for entry in try readNames(path) {
+            guard let name = entry.name else {
+                let shown = entry.bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16) }.joined()
+                throw SandboxError("\(path)/\(shown): the name is not valid UTF-8, which sandboxd cannot carry faithfully; rename it (for example with convmv) and retry")
+            }
+            names.append(name)
         }
         return names
+    }
+
+    /// A directory's entries as read: the raw name, and the name as a string when it is valid UTF-8.
+    private static func readNames(_ path: String) throws(SandboxError) -> [(bytes: [UInt8], name: String?)] {
+        guard let d = opendir(path) else {
+            if errno == ENOENT || errno == ENOTDIR { return [] }
+            throw SandboxError("cannot read \(path): \(errnoString())")
+        }
+        defer { closedir(d) }
+        var out: [(bytes: [UInt8], name: String?)] = []
+        while let e = readdir(d) {
+            let bytes = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if bytes == [0x2E] || bytes == [0x2E, 0x2E] { continue }
+            out.append((bytes, String(validating: bytes, as: UTF8.self)))
+        }
+        return out
+    }
+
+    /// Removes every entry of directory `path` whose name is not in `keep`,
+    /// names that are not valid UTF-8 included (byte for byte).
+    public static func removeEntries(in path: String, except keep: Set<String>) throws(SandboxError) {
+        let unwanted = try readNames(path).filter { $0.name.map { !keep.contains($0) } ?? true }
+        guard !unwanted.isEmpty else { return }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError("cannot open \(path): \(errnoString())") }
+        defer { close(fd) }
+        for entry in unwanted {
+            try removeEntry(fd, entry.bytes, display: path + "/" + String(decoding: entry.bytes, as: UTF8.self))
+        }
     }
 
     public static func fsyncDirectory(_ path: String) {
@@ -118,17 +158,19 @@ public enum FileSys {
         let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard pfd >= 0 else { throw SandboxError("cannot open \(parent): \(errnoString())") }
         defer { close(pfd) }
-        try removeEntry(pfd, String(path[path.index(after: path.lastIndex(of: "/")!)...]), display: path)
+        try removeEntry(pfd, Array(path[path.index(after: path.lastIndex(of: "/")!)...].utf8), display: path)
     }
 
-    private static func removeEntry(_ dirfd: Int32, _ name: String, display: String) throws(SandboxError) {
-        if unlinkat(dirfd, name, 0) == 0 || errno == ENOENT { return }
+    /// Removes `name` (raw bytes, any encoding) in `dirfd`, recursively.
+    private static func removeEntry(_ dirfd: Int32, _ name: [UInt8], display: String) throws(SandboxError) {
+        let cname = name.map { CChar(bitPattern: $0) } + [0]
+        if unlinkat(dirfd, cname, 0) == 0 || errno == ENOENT { return }
         guard errno == EISDIR else { throw SandboxError("cannot remove \(display): \(errnoString())") }
-        var fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        var fd = openat(dirfd, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 && errno == EACCES {
             // A directory the sandbox made 000: only its owner (or root) can open it again.
-            fchmodat(dirfd, name, 0o700, 0)
-            fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            fchmodat(dirfd, cname, 0o700, 0)
+            fd = openat(dirfd, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         }
         guard fd >= 0 else { throw SandboxError("cannot open \(display): \(errnoString())") }
         var st = stat()
@@ -136,11 +178,11 @@ public enum FileSys {
         guard let d = fdopendir(fd) else { close(fd); throw SandboxError("cannot read \(display): \(errnoString())") }
         defer { closedir(d) }
         while let e = readdir(d) {
-            let child = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if child == "." || child == ".." { continue }
-            try removeEntry(fd, child, display: display + "/" + child)
+            let child = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if child == [0x2E] || child == [0x2E, 0x2E] { continue }
+            try removeEntry(fd, child, display: display + "/" + String(decoding: child, as: UTF8.self))
         }
-        guard unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT else {
+        guard unlinkat(dirfd, cname, AT_REMOVEDIR) == 0 || errno == ENOENT else {
             throw SandboxError("cannot remove \(display): \(errnoString())")
         }
     }
@@ -251,9 +293,8 @@ public enum FileSys {
                     chmod(dst, 0o700 | (dstSt!.st_mode & 0o7777))  // writable while its contents change
                 }
                 syncXattrs(src, dst)
-                let wanted = FileSys.list(src).sorted()
-                let wantedSet = Set(wanted)
-                for name in FileSys.list(dst) where !wantedSet.contains(name) { try FileSys.removeTree(dst + "/" + name) }
+                let wanted = try FileSys.entries(src).sorted()
+                try FileSys.removeEntries(in: dst, except: Set(wanted))
                 for name in wanted {
                     guard let cst = lstatPath(src + "/" + name) else { continue }
                     try sync(src + "/" + name, dst + "/" + name, cst)
@@ -335,7 +376,7 @@ public enum FileSys {
                 guard mkdir(dst, 0o700) == 0 else { throw SandboxError("cannot create \(dst): \(errnoString())") }
                 stats.directories += 1
                 copyXattrs(src, dst)
-                for name in FileSys.list(src).sorted() {
+                for name in try FileSys.entries(src).sorted() {
                     let s = src + "/" + name, d = dst + "/" + name
                     guard let cst = lstatPath(s) else { continue }
                     try copy(s, d, cst)
