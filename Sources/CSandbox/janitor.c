@@ -150,6 +150,14 @@ int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out)
         munmap(block, size);
         return -1;
     }
+    /* Above stdio: the janitor puts /dev/null on 0-2 (a sandboxd started with
+     * one of them closed would otherwise hand it the pipe there). */
+    if (p[0] < 3) {
+        int moved = fcntl(p[0], F_DUPFD_CLOEXEC, 3);
+        close(p[0]);
+        if (moved < 0) { close(p[1]); munmap(block, size); return -1; }
+        p[0] = moved;
+    }
     args->rfd = p[0];
     /* exit_signal 0: no SIGCHLD to sandboxd; dismiss reaps it with __WCLONE,
      * and if sandboxd is killed init reaps it. */

@@ -62,6 +62,7 @@ struct child_ctx {
     int err_fd;
     int newroot_fd;
     const int *bind_fds; /* per op: detached tree opened by the parent, or -1 */
+    int oldroot_fd;      /* /oldroot, opened when a bind is cloned here (SBX_PLAN_BINDS_IN_CHILD) */
 };
 
 static void report(int fd, int32_t stage, int32_t err, int32_t index)
@@ -147,6 +148,34 @@ static uint64_t bind_attrs(uint32_t flags)
     return a;
 }
 
+/* Attach `tree` at `target` in the new root (made as a directory or an
+ * empty file, as `tree` is), reached without following symlinks. */
+static void attach_at(struct child_ctx *c, int idx, int tree, const char *target, int is_dir)
+{
+    if ((is_dir ? mkdir_p(c->newroot_fd, target, 0755) : touch_p(c->newroot_fd, target)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    int fd = open_target(c->newroot_fd, target);
+    if (fd < 0 || attach(tree, fd) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    close(tree);
+    close(fd);
+}
+
+/* A bind source opened inside the sandbox's mount namespace, for an
+ * unprivileged caller (whose ids the sandbox has): the host path resolved
+ * under /oldroot as on the host, absolute symlinks included. -1 with errno. */
+static int open_host_tree(struct child_ctx *c, const char *path)
+{
+    if (c->oldroot_fd < 0) c->oldroot_fd = open(STAGING_OLDROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+    const char *rel = path[0] == '/' ? path + 1 : path;
+    int fd = c->oldroot_fd < 0 ? -1 : (int)syscall(SYS_openat2, c->oldroot_fd, rel[0] ? rel : ".", &how, sizeof how);
+    if (fd < 0) return -1;
+    int tree = (int)syscall(SYS_open_tree, fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return tree;
+}
+
 static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
     /* The parent opened the source (with the caller's view and rights) before
@@ -154,9 +183,7 @@ static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx)
      * it here, in its own mount namespace. */
     int tree = c->bind_fds[idx];
     if (tree < 0 && (c->plan->flags & SBX_PLAN_BINDS_IN_CHILD)) {
-        char src[SBX_PATH_MAX];
-        if (sbx_concat(src, sizeof src, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-        tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        tree = open_host_tree(c, op->source);
         if (tree < 0 && errno != ENOENT) die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     if (tree < 0) {
@@ -166,14 +193,8 @@ static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx)
     }
     struct stat st;
     if (fstat(tree, &st) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int made = S_ISDIR(st.st_mode) ? mkdir_p(c->newroot_fd, op->target, 0755) : touch_p(c->newroot_fd, op->target);
-    if (made < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int target = open_target(c->newroot_fd, op->target);
-    if (target < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     if (set_attrs(tree, bind_attrs(op->flags)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(tree);
-    close(target);
+    attach_at(c, idx, tree, op->target, S_ISDIR(st.st_mode));
 }
 
 /* Mount a filesystem on a target reached without symlinks: fchdir into it and mount on ".". */
@@ -301,13 +322,12 @@ static uint32_t first_overlay_op(const struct sbx_plan *p, uint32_t i)
     return i;
 }
 
-/* Mount the overlay of op `idx` at /.sbx-overlay-IDX in the staging root,
- * where the sandbox never sees it; its directories are bound into the new
- * root from there. */
-static void stage_overlay(struct child_ctx *c, const struct sbx_op *op, int idx, char *at, size_t cap)
+/* overlayfs mount options for the overlay of op `idx`: its lower layer as
+ * the parent opened it (staged), or the host path under /oldroot. */
+static void overlay_options(struct child_ctx *c, const struct sbx_op *op, int idx, char *opts, size_t cap)
 {
     char lower[SBX_PATH_MAX], upper[SBX_PATH_MAX], work[SBX_PATH_MAX];
-    char upper_host[SBX_PATH_MAX], work_host[SBX_PATH_MAX], num[16];
+    char upper_host[SBX_PATH_MAX], work_host[SBX_PATH_MAX];
     const char *nl = strchr(op->data, '\n');
     size_t ul = (size_t)(nl - op->data), wl = (size_t)overlay_layers_len(op->data) - ul - 1;
     if (ul >= sizeof upper_host || wl >= sizeof work_host) { errno = ENAMETOOLONG; die(c, SBX_STAGE_MOUNT_OP, idx); }
@@ -316,53 +336,53 @@ static void stage_overlay(struct child_ctx *c, const struct sbx_op *op, int idx,
     memcpy(work_host, nl + 1, wl);
     work_host[wl] = '\0';
     if (c->bind_fds[idx] >= 0) stage_lower(c, idx, lower, sizeof lower);
-    else if (sbx_concat(lower, sizeof lower, STAGING_OLDROOT, strcmp(op->source, "/") == 0 ? "" : op->source) < 0)
-        die(c, SBX_STAGE_MOUNT_OP, idx);
+    else if (sbx_concat(lower, sizeof lower, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     if (sbx_concat(upper, sizeof upper, STAGING_OLDROOT, upper_host) < 0 ||
         sbx_concat(work, sizeof work, STAGING_OLDROOT, work_host) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    char opts[3 * SBX_PATH_MAX + 64];
     const char *parts[] = { "lowerdir=", lower, ",upperdir=", upper, ",workdir=", work, ",userxattr" };
     opts[0] = '\0';
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         size_t l = strlen(opts);
-        if (sbx_concat(opts + l, sizeof opts - l, "", parts[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        if (sbx_concat(opts + l, cap - l, "", parts[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     }
-    sbx_format_int(num, sizeof num, idx);
-    if (sbx_concat(at, cap, "/.sbx-overlay-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (mkdir(at, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (mount("overlay", at, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
 }
 
-/* A directory of an overlay whose lower layer is a host directory and whose
- * upper layer persists in the sandbox's state: changes to the root outside
- * the workdir (installed tools) survive from one exec to the next. */
+/* An overlay whose lower layer is a host directory and whose upper layer
+ * persists in the sandbox's state: changes to the root outside the workdir
+ * (installed tools) survive from one exec to the next. With SUBDIR "" the
+ * overlay is mounted at the target itself; otherwise it is mounted once, by
+ * the first op naming it, at /.sbx-overlay-FIRST in the staging root (where
+ * the sandbox never sees it), and SUBDIR of it is bound at the target. */
 static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
     int layers = overlay_layers_len(op->data);
     if (layers < 0) { errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, idx); }
-    char at[64];
+    const char *sub = op->data + layers + 1;
+    char opts[3 * SBX_PATH_MAX + 64];
+    if (*sub == '\0') {
+        overlay_options(c, op, idx, opts, sizeof opts);
+        mount_fs_at(c, idx, op->target, "overlay", MS_NOSUID | MS_NODEV, opts);
+        return;
+    }
+    char at[64], num[16];
     uint32_t first = first_overlay_op(c->plan, (uint32_t)idx);
-    if (first == (uint32_t)idx) stage_overlay(c, op, idx, at, sizeof at);
-    else {
-        char num[16];
-        sbx_format_int(num, sizeof num, (long)first);
-        if (sbx_concat(at, sizeof at, "/.sbx-overlay-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    sbx_format_int(num, sizeof num, (long)first);
+    if (sbx_concat(at, sizeof at, "/.sbx-overlay-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (first == (uint32_t)idx) {
+        overlay_options(c, op, idx, opts, sizeof opts);
+        if (mkdir(at, 0755) < 0 || mount("overlay", at, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
+            die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     /* The directory is reached without symlinks: the upper layer's content
      * (an imported archive, say) cannot redirect the bind. */
     int merged = open(at, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (merged < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int dir = open_target(merged, op->data + layers + 1);
-    close(merged);
+    int dir = merged < 0 ? -1 : open_target(merged, sub);
+    if (merged >= 0) close(merged);
     if (dir < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     int tree = (int)syscall(SYS_open_tree, dir, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     close(dir);
     if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (mkdir_p(c->newroot_fd, op->target, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int target = open_target(c->newroot_fd, op->target);
-    if (target < 0 || attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(tree);
-    close(target);
+    attach_at(c, idx, tree, op->target, 1);
 }
 
 static void run_ops(struct child_ctx *c)
@@ -428,6 +448,9 @@ static void assemble_root(struct child_ctx *c)
     T("child: staging ready");
     run_ops(c);
     T("child: ops done");
+    /* Nothing of the host stays reachable once /oldroot is detached. */
+    if (c->oldroot_fd >= 0) close(c->oldroot_fd);
+    c->oldroot_fd = -1;
 
     /* The root tmpfs itself is read-only: only explicit mounts are writable. */
     struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
@@ -669,7 +692,7 @@ static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int 
 
 __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd)
 {
-    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds };
+    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds, .oldroot_fd = -1 };
     /* If sandboxd dies, so does the sandbox. A parent that died before this
      * line is caught by the sync socket below: recvmsg returns 0. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);

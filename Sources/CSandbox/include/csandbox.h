@@ -25,8 +25,9 @@ enum sbx_op_kind {
     SBX_OP_READONLY = 6, /* make `target` (already inside the new root) read-only in place */
     SBX_OP_SYMLINK = 8,  /* symlink `target` -> `source` */
     SBX_OP_OVERLAY = 9,  /* directory SUBDIR of an overlayfs (lower = host `source`) at `target`;
-                          * `data` = "UPPER\nWORK\nSUBDIR" (host dirs; SUBDIR "" for its root).
-                          * Ops naming the same lower, upper and work share one overlayfs. */
+                          * `data` = "UPPER\nWORK\nSUBDIR" (host dirs). SUBDIR "": the overlay
+                          * itself, mounted at `target`; otherwise ops naming the same
+                          * lower, upper and work share one overlayfs. */
 };
 
 enum sbx_op_flags {

@@ -170,19 +170,21 @@ public enum SandboxExporter {
     /// inode with what the sandbox writes.
     static func linkCheckpointCopies(_ items: inout [Item]) throws(SandboxError) {
         var files: [String: Int] = [:]
+        var checkpointIDs: Set<Int64> = []
         for i in items.indices where items[i].entry.kind == .file && items[i].host != nil {
             files[items[i].entry.path] = i
+            let parts = items[i].entry.path.split(separator: "/", maxSplits: 2)
+            if parts.count == 3, parts[0] == "checkpoints", let id = Int64(parts[1]) { checkpointIDs.insert(id) }
         }
+        // Newest first: the nearest earlier checkpoint is the likeliest copy.
+        let ids = checkpointIDs.sorted(by: >)
         for i in items.indices where items[i].entry.kind == .file && items[i].entry.size > 0 {
             let path = items[i].entry.path
             let parts = path.split(separator: "/", maxSplits: 3)
             guard parts.count == 4, parts[0] == "checkpoints", let id = Int64(parts[1]) else { continue }
             let live = parts[2] == "root" ? "root/upper" : String(parts[2])
-            let earlier = files.keys.compactMap { p -> Int64? in
-                let q = p.split(separator: "/", maxSplits: 3)
-                guard q.count == 4, q[0] == "checkpoints", q[2] == parts[2], q[3] == parts[3], let m = Int64(q[1]), m < id else { return nil }
-                return m
-            }.sorted(by: >).map { "checkpoints/\($0)/\(parts[2])/\(parts[3])" }
+            // One lookup per earlier checkpoint (not a scan of every file: that made export quadratic).
+            let earlier = ids.filter { $0 < id }.map { "checkpoints/\($0)/\(parts[2])/\(parts[3])" }
             for candidate in [live + "/" + parts[3]] + earlier {
                 guard let j = files[candidate], j < i, try identical(items[j], items[i]) else { continue }
                 items[i].entry = .init(path: path, kind: .hardlink, size: 0, mode: items[i].entry.mode, link: candidate)

@@ -328,8 +328,7 @@ public enum SandboxImporter {
             ("entries", .int(Int64(index.entries.count))), ("bytes", .int(Int64(clamping: index.totalBytes))),
             ("audit_intact", .bool(verification.ok)),
         ])
-        m.auditSeq = line.seq
-        m.auditHash = line.hash
+        m.apply(line)
         try writeFileAtomically(p.manifest, m.rendered(), mode: 0o644)
         FileSys.syncFileSystem(of: staging)
         return ImportSummary(name: name, entries: index.entries.count, bytes: index.totalBytes, sha256: digest,

@@ -81,6 +81,24 @@ public struct AuditLog {
             throw SandboxError("cannot open the audit log \(path): \(errnoString())")
         }
         defer { close(fd) }
+        return try readBack(fd, after: seq).lines.reversed()
+    }
+
+    /// The last complete line. A torn last line (the writer was killed
+    /// mid-write) is cut off so that the chain continues from the last whole one.
+    private func lastLine(_ fd: Int32) throws(SandboxError) -> Line? {
+        let back = try readBack(fd, after: .min, limit: 1)
+        if back.torn {
+            guard ftruncate(fd, off_t(back.wholeEnd)) == 0 else { throw SandboxError("cannot repair \(path): \(errnoString())") }
+        }
+        return back.lines.first
+    }
+
+    /// Whole lines read backwards from the end of the log, newest first: those
+    /// numbered above `seq`, at most `limit`. Also where the whole lines end,
+    /// and whether bytes of a torn line follow. Reads in chunks that double
+    /// until they reach far enough back.
+    private func readBack(_ fd: Int32, after seq: Int64, limit: Int = .max) throws(SandboxError) -> (lines: [Line], wholeEnd: Int, torn: Bool) {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SandboxError("cannot stat \(path): \(errnoString())") }
         let size = Int(st.st_size)
@@ -91,61 +109,27 @@ public struct AuditLog {
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
             guard n == buf.count else { throw SandboxError("cannot read \(path): \(errnoString())") }
             guard let lastNL = buf.lastIndex(of: 0x0A) else {
-                if start == 0 { return [] }
+                if start == 0 { return ([], 0, true) }
                 chunk *= 2
                 continue
             }
+            let wholeEnd = start + lastNL + 1
             // Whole lines of the chunk; the first may be cut unless the chunk starts the file.
             var pieces = buf[..<lastNL].split(separator: 0x0A, omittingEmptySubsequences: false)
             if start > 0 { pieces.removeFirst() }
             var found: [Line] = []
-            var offset = Int64(start + lastNL + 1)
+            var offset = Int64(wholeEnd)
             for piece in pieces.reversed() {
+                if found.count == limit { break }
                 let line = try parseLine(Array(piece), number: 0)
-                if line.seq <= seq { return found.reversed() }
+                if line.seq <= seq { return (found, wholeEnd, wholeEnd < size) }
                 found.append(Line(seq: line.seq, hash: line.hash, json: line.json, end: offset))
                 offset -= Int64(piece.count + 1)
             }
-            if start == 0 { return found.reversed() }
+            if start == 0 || found.count == limit { return (found, wholeEnd, wholeEnd < size) }
             chunk *= 2
         }
-        return []
-    }
-
-    /// The last complete line. A torn last line (the writer was killed
-    /// mid-write) is cut off so that the chain continues from the last whole one.
-    private func lastLine(_ fd: Int32) throws(SandboxError) -> Line? {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SandboxError("cannot stat \(path): \(errnoString())") }
-        var size = Int(st.st_size)
-        guard size > 0 else { return nil }
-        var chunk = 8192
-        while true {
-            let start = max(0, size - chunk)
-            var buf = [UInt8](repeating: 0, count: size - start)
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
-            guard n == buf.count else { throw SandboxError("cannot read \(path): \(errnoString())") }
-            if buf.last != 0x0A {
-                // Torn write: drop the partial line.
-                if let nl = buf.lastIndex(of: 0x0A) {
-                    size = start + nl + 1
-                } else if start == 0 {
-                    size = 0
-                } else {
-                    chunk *= 2
-                    continue
-                }
-                guard ftruncate(fd, off_t(size)) == 0 else { throw SandboxError("cannot repair \(path): \(errnoString())") }
-                if size == 0 { return nil }
-                continue
-            }
-            let body = buf.dropLast()
-            if let nl = body.lastIndex(of: 0x0A) {
-                return try parseLine(Array(body[(nl + 1)...]), number: 0)
-            }
-            if start == 0 { return try parseLine(Array(body), number: 1) }
-            chunk *= 2
-        }
+        return ([], 0, false)
     }
 
     private func parseLine(_ bytes: [UInt8], number: Int) throws(SandboxError) -> Line {

@@ -46,9 +46,7 @@ public enum Launcher {
         if prepared != nil { flags |= SBX_PLAN_PREPARED_NETNS.rawValue } // lo is up already
         else if plan.loopback { flags |= SBX_PLAN_LOOPBACK.rawValue }
         if plan.tty { flags |= SBX_PLAN_TTY.rawValue }
-        if plan.ids.denySetgroups { flags |= SBX_PLAN_SETGROUPS_DENY.rawValue }
-        // Only root may clone the host's mounts; anyone else binds from inside the sandbox's namespace.
-        if geteuid() != 0 { flags |= SBX_PLAN_BINDS_IN_CHILD.rawValue }
+        if plan.ids.unprivileged { flags |= SBX_PLAN_SETGROUPS_DENY.rawValue | SBX_PLAN_BINDS_IN_CHILD.rawValue }
         let cloneFlags = sbx_clone_namespaces()
 
         var child = sbx_child()

@@ -38,8 +38,10 @@ public struct LaunchPlan: Sendable, Equatable {
         public var setupGID: UInt32
         public var uid: UInt32
         public var gid: UInt32
-        /// Unprivileged sandboxd: setgroups must be denied before gid_map is written.
-        public var denySetgroups: Bool
+        /// sandboxd holds no privilege over the host: setgroups is denied
+        /// before gid_map is written, and binds are cloned inside the
+        /// sandbox's own mount namespace (the host's is not ours to clone).
+        public var unprivileged: Bool
         /// Maps of the user namespace root-owned read-write binds are idmapped
         /// through, so host uid 0's files appear owned by the command's uid;
         /// nil: the sandbox's own namespace (which shows every id as it is on disk).

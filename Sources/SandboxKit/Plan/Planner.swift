@@ -159,7 +159,7 @@ public struct Planner {
         let u = profile.identity.uid, g = profile.identity.gid
         guard request.hostUID == 0 else {
             return .init(uidMap: "\(u) \(request.hostUID) 1\n", gidMap: "\(g) \(request.hostGID) 1\n",
-                         setupUID: u, setupGID: g, uid: u, gid: g, denySetgroups: true)
+                         setupUID: u, setupGID: g, uid: u, gid: g, unprivileged: true)
         }
         func map(inside: UInt32, owner: UInt32) throws(SandboxError) -> String {
             let base = Planner.hostIDBase, range = Planner.idRange
@@ -176,7 +176,7 @@ public struct Planner {
         var ids = LaunchPlan.IDMapping(
             uidMap: try map(inside: u, owner: UInt32(workdirOwner.0)),
             gidMap: try map(inside: g, owner: UInt32(workdirOwner.1)),
-            setupUID: 0, setupGID: 0, uid: u, gid: g, denySetgroups: false)
+            setupUID: 0, setupGID: 0, uid: u, gid: g, unprivileged: false)
         if u != 0 || g != 0 {
             // Root-owned binds must read as owned by the (non-root) command, and
             // its new files must land as root's on the host.

@@ -68,9 +68,10 @@ public enum FileSys {
         throw SandboxError("cannot create directory \(path): \(errnoString())")
     }
 
-    /// mkdir -p (absolute paths).
+    /// mkdir -p (absolute paths). Like mkdir -p, an existing symlink to a
+    /// directory will do (a `$HOME` or `$SANDBOXD_HOME` reached through one).
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SandboxError) {
-        if isDirectory(path) { return }
+        if let st = statPath(path), (st.st_mode & S_IFMT) == S_IFDIR { return }
         let parent = parentDirectory(path)
         if parent != path && parent != "/" && parent != "." { try makeDirectories(parent, mode: mode) }
         try makeDirectory(path, mode: mode)
@@ -316,7 +317,7 @@ public enum FileSys {
             guard type == (b.st_mode & S_IFMT), a.st_mode == b.st_mode, a.st_uid == b.st_uid || !preserveOwner,
                   a.st_gid == b.st_gid || !preserveOwner, a.st_size == b.st_size, a.st_mtim.tv_sec == b.st_mtim.tv_sec,
                   a.st_mtim.tv_nsec == b.st_mtim.tv_nsec, a.st_nlink == 1, b.st_nlink == 1 else { return false }
-            guard carriedXattrs(src) == carriedXattrs(dst) else { return false }
+            guard FileSys.carriedXattrs(src) == FileSys.carriedXattrs(dst) else { return false }
             switch type {
             case S_IFLNK: return FileSys.readLinkText(src) == FileSys.readLinkText(dst)
             case S_IFCHR, S_IFBLK: return a.st_rdev == b.st_rdev
@@ -354,10 +355,8 @@ public enum FileSys {
             return true
         }
 
-        func carriedXattrs(_ path: String) -> [String: [UInt8]] { FileSys.carriedXattrs(path) }
-
         func syncXattrs(_ src: String, _ dst: String) {
-            let want = carriedXattrs(src), have = carriedXattrs(dst)
+            let want = FileSys.carriedXattrs(src), have = FileSys.carriedXattrs(dst)
             for n in have.keys where want[n] == nil { _ = sys_lremovexattr(dst, n) }
             for (n, v) in want where have[n] != v { _ = FileSys.setXattr(dst, n, v) }
         }
@@ -546,8 +545,11 @@ public enum Clock {
 /// allocation.
 public final class DeferredSync: @unchecked Sendable {
     private var fds: [Int32] = []
+    /// The descriptors, a -1 terminator, then the first fsync errno (0: none): the thread's only data.
     private var buffer: UnsafeMutablePointer<Int32>? = nil
     private var thread: pthread_t? = nil
+    /// The errno of the first fsync that failed, 0 if none (valid after `wait`).
+    public private(set) var failure: Int32 = 0
 
     public init() {}
 
@@ -556,9 +558,10 @@ public final class DeferredSync: @unchecked Sendable {
 
     public func start() {
         guard !fds.isEmpty, thread == nil else { return }
-        let buf = UnsafeMutablePointer<Int32>.allocate(capacity: fds.count + 1)
+        let buf = UnsafeMutablePointer<Int32>.allocate(capacity: fds.count + 2)
         for (i, fd) in fds.enumerated() { buf[i] = fd }
         buf[fds.count] = -1
+        buf[fds.count + 1] = 0
         buffer = buf
         var all = sigset_t(), old = sigset_t()
         sigfillset(&all)
@@ -567,10 +570,11 @@ public final class DeferredSync: @unchecked Sendable {
         let rc = pthread_create(&tid, nil, { arg in
             let p = arg!.assumingMemoryBound(to: Int32.self)
             var i = 0
-            while p[i] >= 0 {
-                fsync(p[i])
-                close(p[i])
-                i += 1
+            while p[i] >= 0 { i += 1 }
+            let failure = p + i + 1
+            for j in 0..<i {
+                if fsync(p[j]) != 0 && failure.pointee == 0 { failure.pointee = errno }
+                close(p[j])
             }
             return nil
         }, buf)
@@ -579,9 +583,17 @@ public final class DeferredSync: @unchecked Sendable {
             thread = tid
         } else {
             // No thread: sync here.
-            for fd in fds { fsync(fd); close(fd) }
+            syncHere()
             buf.deallocate()
             buffer = nil
+        }
+        fds.removeAll()
+    }
+
+    private func syncHere() {
+        for fd in fds {
+            if fsync(fd) != 0 && failure == 0 { failure = errno }
+            close(fd)
         }
         fds.removeAll()
     }
@@ -592,10 +604,14 @@ public final class DeferredSync: @unchecked Sendable {
             pthread_join(t, nil)
             thread = nil
         }
-        buffer?.deallocate()
-        buffer = nil
-        for fd in fds { fsync(fd); close(fd) }
-        fds.removeAll()
+        if let b = buffer {
+            var i = 0
+            while b[i] >= 0 { i += 1 }
+            if failure == 0 { failure = b[i + 1] }
+            b.deallocate()
+            buffer = nil
+        }
+        syncHere()
     }
 
     deinit { wait() }
@@ -610,15 +626,7 @@ extension FileSys {
     /// which the log brings up to date.
     public static func replacement(_ path: String, _ data: [UInt8], mode: mode_t = 0o644,
                                    syncedWith batch: DeferredSync) throws(SandboxError) -> PendingReplacement {
-        let tmp = "\(path).tmp.\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
-        guard data.withUnsafeBytes({ writeAll(fd, $0) }) else {
-            let e = errno
-            close(fd)
-            unlink(tmp)
-            throw SandboxError("cannot write \(path): \(errnoString(e))")
-        }
+        let (tmp, fd) = try writeTemporary(for: path, data, mode: mode)
         batch.add(fd)
         return PendingReplacement(path: path, temporary: tmp, batch: batch)
     }
@@ -632,6 +640,10 @@ public struct PendingReplacement {
 
     public func commit() throws(SandboxError) {
         batch.wait()
+        guard batch.failure == 0 else {
+            unlink(temporary)
+            throw SandboxError("cannot write \(path): fsync failed: \(errnoString(batch.failure))")
+        }
         guard Glibc.rename(temporary, path) == 0 else {
             let e = errno
             unlink(temporary)

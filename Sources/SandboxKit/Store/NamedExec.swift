@@ -46,8 +46,11 @@ public enum NamedExec {
             r.readOnly += session.readOnly
             r.readWrite += session.readWrite
         }
-        r.persistence = Persistence(name: m.name, rootChanges: p.rootChanges, home: p.home,
-                                    plan: m.plan != nil && FileSys.exists(p.plan) ? p.plan : nil, results: p.results)
+        // Without symlinks: overlayfs is handed the layers as paths, which an
+        // unprivileged sandbox resolves under /oldroot, where an absolute link would miss.
+        let real = resolvedPath(p.dir).map { SandboxPaths(dir: $0) } ?? p
+        r.persistence = Persistence(name: m.name, rootChanges: real.rootChanges, home: real.home,
+                                    plan: m.plan != nil && FileSys.exists(real.plan) ? real.plan : nil, results: real.results)
         return r
     }
 
@@ -94,7 +97,6 @@ public enum NamedExec {
         // renamed into place once both are on disk.
         var pendingManifest: PendingReplacement? = nil
         func finish(_ outcome: Result<SandboxResult, SandboxError>) throws(SandboxError) {
-            pendingManifest = nil
             pending.wait()
             var fields: [(String, JSON)] = [("run", .int(id))]
             switch outcome {

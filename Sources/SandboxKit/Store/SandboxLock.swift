@@ -76,7 +76,9 @@ public final class SandboxLock {
         let fd = open(directory + "/lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); return nil }
-        return SandboxLock(path: directory + "/lock", fd: fd)
+        let lock = SandboxLock(path: directory + "/lock", fd: fd)
+        lock.record("repair")  // every holder names itself: the last one's record stays in the file
+        return lock
     }
 
     /// Who holds the lock of `directory` now, if anyone (a probe that takes and drops it).

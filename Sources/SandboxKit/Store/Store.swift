@@ -133,8 +133,11 @@ public struct SandboxStore: Sendable {
         return m
     }
 
-    /// The manifest; if it is unreadable (a power loss before a deferred
-    /// fsync), the previous version at `manifest.json.prev`.
+    /// The manifest; if it is unreadable, the previous version at
+    /// `manifest.json.prev`, which sandboxd wrote before its manifests were
+    /// synced ahead of their rename (it renamed first and synced later). Only
+    /// state from those versions has one, and a session removes it once the
+    /// manifest reads back (`recover`).
     static func readManifest(_ p: SandboxPaths) throws(SandboxError) -> SandboxManifest? {
         guard let bytes = try FileSys.read(p.manifest) else { return nil }
         do throws(SandboxError) {
@@ -167,6 +170,12 @@ public struct SandboxStore: Sendable {
         try SandboxStore.validateName(o.name)
         try ensureLayout()
         if exists(o.name) { throw SandboxError("a sandbox named '\(o.name)' already exists; pick another name or `sandboxd rm \(o.name)` first") }
+        // Everything that can be refused is checked before a worktree is provisioned.
+        var planBytes: [UInt8]? = nil
+        if let f = o.planFile {
+            guard let b = try FileSys.read(f, limit: 64 << 20) else { throw SandboxError("create --plan \(f): no such file") }
+            planBytes = b
+        }
         var external: String? = nil
         var repository = o.repository
         if let r = o.repository {
@@ -181,11 +190,6 @@ public struct SandboxStore: Sendable {
             }
             guard real != "/" else { throw SandboxError("create --workdir /: the host's root cannot be a workdir") }
             external = real
-        }
-        var planBytes: [UInt8]? = nil
-        if let f = o.planFile {
-            guard let b = try FileSys.read(f, limit: 64 << 20) else { throw SandboxError("create --plan \(f): no such file") }
-            planBytes = b
         }
 
         let staging = sandboxesDir + "/.create-\(getpid())-\(Clock.randomID(bytes: 4))-\(o.name)"
@@ -204,7 +208,7 @@ public struct SandboxStore: Sendable {
             var m = SandboxManifest(name: o.name, created: Clock.iso(), profileName: o.profile.name,
                                     profileSource: o.profile.source, profileTOML: o.profile.renderTOML())
             m.externalWorkdir = external
-            m.repository = o.repository
+            m.repository = repository
             if let planBytes {
                 try writeFileAtomically(p.plan, planBytes, mode: 0o444)
                 chmod(p.plan, 0o444)
@@ -215,8 +219,7 @@ public struct SandboxStore: Sendable {
                                             ("workdir", .string(external ?? "workdir"))]
             if let plan = m.plan { fields.append(("plan_sha256", .string(plan.sha256))) }
             let line = try AuditLog(path: p.audit).append(event: "create", sandbox: o.name, workflow: o.workflowID, fields)
-            m.auditSeq = line.seq
-            m.auditHash = line.hash
+            m.apply(line)
             try writeFileAtomically(p.manifest, m.rendered(), mode: 0o644)
             FileSys.syncFileSystem(of: staging)
             let final = paths(o.name).dir
@@ -239,7 +242,7 @@ public struct SandboxStore: Sendable {
     /// others: the sandbox's root, an unprivileged host id, must reach its
     /// overlay layers by path.
     public func ensureLayout() throws(SandboxError) {
-        if !FileSys.isDirectory(root) {
+        if statPath(root).map({ ($0.st_mode & S_IFMT) != S_IFDIR }) ?? true {
             try FileSys.makeDirectories(root, mode: 0o711)
             chmod(root, 0o711)
         }
@@ -387,6 +390,13 @@ public final class SandboxSession {
             changed = true
         }
         if changed { try save() }
+        // State of an older sandboxd: its `.prev` copy would outlive every
+        // later manifest. The manifest as read (from `.prev` if need be) is
+        // written first, so dropping the copy loses nothing.
+        if FileSys.exists(paths.manifest + ".prev") {
+            try save()
+            unlink(paths.manifest + ".prev")
+        }
         for entry in FileSys.list(paths.dir) where entry.hasPrefix("manifest.json.tmp.") || entry.hasPrefix("manifest.json.prev.tmp.") {
             unlink(paths.dir + "/" + entry)
         }

@@ -27,28 +27,31 @@ func readSmallBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
 /// Writes `data` to `path` atomically: a temporary file in the same directory,
 /// fsync, rename, fsync of the directory. Readers see the old or the new file, never half.
 public func writeFileAtomically(_ path: String, _ data: [UInt8], mode: mode_t = 0o644) throws(SandboxError) {
-    let dir = parentDirectory(path)
-    let tmp = "\(path).tmp.\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
-    var ok = data.withUnsafeBytes { raw -> Bool in
-        var off = 0
-        while off < raw.count {
-            let n = write(fd, raw.baseAddress! + off, raw.count - off)
-            if n < 0 { if errno == EINTR { continue }; return false }
-            off += n
-        }
-        return true
-    }
-    ok = ok && fsync(fd) == 0
+    let (tmp, fd) = try writeTemporary(for: path, data, mode: mode)
+    let ok = fsync(fd) == 0
     let saved = errno
     close(fd)
     guard ok, rename(tmp, path) == 0 else {
         unlink(tmp)
-        throw SandboxError("cannot write \(path): \(errnoString(saved))")
+        throw SandboxError("cannot write \(path): \(errnoString(ok ? errno : saved))")
     }
-    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    let dfd = open(parentDirectory(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if dfd >= 0 { fsync(dfd); close(dfd) }
+}
+
+/// `data` written (not synced) to `path.tmp.PID`, the temporary name atomic
+/// replacements of `path` use; its path and open descriptor.
+func writeTemporary(for path: String, _ data: [UInt8], mode: mode_t) throws(SandboxError) -> (path: String, fd: Int32) {
+    let tmp = "\(path).tmp.\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw SandboxError("cannot create \(tmp): \(errnoString())") }
+    guard data.withUnsafeBytes({ FileSys.writeAll(fd, $0) }) else {
+        let e = errno
+        close(fd)
+        unlink(tmp)
+        throw SandboxError("cannot write \(path): \(errnoString(e))")
+    }
+    return (tmp, fd)
 }
 
 func parentDirectory(_ path: String) -> String {
