@@ -173,7 +173,7 @@ struct PersistenceArchiveTests {
             Case(name: "entry larger than declared", spec: #"{"entries": [{"path": "home/big", "kind": "f", "declared": 10, "tar_data": "0123456789 and then much more"}]}"#,
                  expect: "larger than declared"),
             Case(name: "bomb: declared beyond the cap", spec: #"{"entries": [{"path": "home/z", "kind": "f", "zeros": 67108864}]}"#,
-                 expect: "cap", flags: ["--max-size", "16M"]),
+                 expect: "bytes of files, more than the 16777216-byte cap", flags: ["--max-size", "16M"]),
             Case(name: "bomb: far more than declared", spec: #"{"entries": [{"path": "home/z", "kind": "f", "declared": 100, "tar_zeros": 67108864}]}"#,
                  expect: "larger than declared"),
             Case(name: "total that lies", spec: #"{"total": 5, "entries": [{"path": "home/z", "kind": "f", "data": "0123456789"}]}"#,
@@ -190,7 +190,7 @@ struct PersistenceArchiveTests {
             Case(name: "device node in a checkpoint's home", spec: #"{"entries": [{"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/1", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home/sda", "kind": "c", "mode": 384}]}"#,
                  expect: "device node"),
             Case(name: "bomb: one file copied into many checkpoints", spec: #"{"entries": [{"path": "home/z", "kind": "f", "zeros": 8388608}, {"path": "checkpoints", "kind": "d", "mode": 448}, {"path": "checkpoints/1", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home", "kind": "d", "mode": 448}, {"path": "checkpoints/1/home/a", "kind": "h", "link": "home/z"}, {"path": "checkpoints/1/home/b", "kind": "h", "link": "home/z"}]}"#,
-                 expect: "cap", flags: ["--max-size", "20M"]),
+                 expect: "its files add up to more than the", flags: ["--max-size", "20M"]),
             Case(name: "git directory without a repository", spec: #"{"version": 2, "entries": [{"path": "gitdir", "kind": "d", "mode": 493}, {"path": "gitdir/HEAD", "kind": "f", "data": "ref: refs/heads/sandboxd/w\n"}]}"#,
                  expect: "names no repository"),
         ]

@@ -55,14 +55,20 @@ struct PersistenceWorkerTests {
         try Self.withFixture { f in
             var r = try f.sandboxd("create", "s", "--repo", f.repo, "--worker", "w")
             try #require(r.status == 0, "\(r.stderr)")
+            // The manifest records the commit the worktree was made from.
+            let inspect = try f.sandboxd("inspect", "s", "--json")
+            let manifest = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+            let base = (manifest?["repository"] as? [String: Any])?["base"] as? String
+            #expect(base == (try WS.git(f.repo, "rev-parse", "HEAD")), "\(inspect.stdout)")
             try f.sh("s", "echo one > src/one.swift && \(Self.commit) one && echo staged > staged.txt && git add staged.txt")
             let tip = try f.git("w", "rev-parse", "refs/heads/sandboxd/w")
             let index = try f.git("w", "ls-files", "--stage")
+            let branches = try f.git("w", "for-each-ref", "--format=%(refname)", "refs/heads")
             r = try f.sandboxd("checkpoint", "s", "--label", "one")
             try #require(r.status == 0, "\(r.stderr)")
 
             // Later work: another commit, a changed index, a detached HEAD, a new branch.
-            try f.sh("s", "git reset -q && \(Self.commit) two && echo three > three.txt && \(Self.commit) three && git checkout -q --detach HEAD~1")
+            try f.sh("s", "git reset -q && \(Self.commit) two && echo three > three.txt && \(Self.commit) three && git branch sbx-extra && git checkout -q --detach HEAD~1")
             #expect(try f.git("w", "rev-parse", "refs/heads/sandboxd/w") != tip)
 
             r = try f.sandboxd("rewind", "s", "one")
@@ -70,6 +76,8 @@ struct PersistenceWorkerTests {
             #expect(try f.git("w", "rev-parse", "refs/heads/sandboxd/w") == tip)
             #expect(try f.git("w", "symbolic-ref", "HEAD") == "refs/heads/sandboxd/w")
             #expect(try f.git("w", "ls-files", "--stage") == index)
+            let refs = try f.git("w", "for-each-ref", "--format=%(refname)", "refs/heads")
+            #expect(refs == branches && !refs.contains("sbx-extra"), "the branch made after the checkpoint is gone: \(refs)")
             // Inside, git sees exactly the checkpoint: two commits, the staged file staged, nothing else.
             let inside = try f.sh("s", "git log --format=%s; git status --short; ls")
             #expect(inside.split(separator: "\n").map(String.init)

@@ -71,6 +71,12 @@ struct ExecOptionsTests {
         #expect(try parse("--help").helpRequested)
         #expect(try parse("-h").helpRequested)
         let help = ExecOptions.help
+        // The flags `exec` is documented to take (README, issue), written out:
+        // the help is built from the table, so the table is what must be complete.
+        let documented = ["-p", "--profile", "--workdir", "--timeout", "--env", "--ro", "--rw", "--dry-run", "--json-report",
+                          "--tty", "--no-tty", "--workflow-id", "--repo", "--worker", "--base", "--claim", "-h", "--help"]
+        #expect(ExecOptions.table.flatMap(\.names).sorted() == documented.sorted())
+        for name in documented { #expect(help.contains(name), "\(name) missing from the help") }
         for option in ExecOptions.table {
             for name in option.names { #expect(help.contains(name), "\(name) missing from the help") }
         }

@@ -39,6 +39,13 @@ struct PersistencePlanTests {
             #expect(usr.kind == .overlay && usr.source == "/usr" && usr.data == "/state/root/upper/usr\n/state/root/work/usr\n")
             let other = try #require(plan.mounts.first { $0.target == "/fdinfo" })
             #expect(other.kind == .overlay && other.data == "/state/root/upper/fdinfo\n/state/root/work/fdinfo\n")
+
+            // Unprivileged: never shared (the root mount would come with its locked submounts).
+            var unprivileged = ExecRequest(argv: ["/bin/true"], workdir: dir, hostUID: 1000, hostGID: 1000)
+            unprivileged.persistence = req.persistence
+            let own = try Planner().plan(profile: Profile(name: "worker"), request: unprivileged)
+            let overlays = own.mounts.filter { $0.kind == .overlay }
+            #expect(!overlays.isEmpty && overlays.allSatisfy { $0.source == $0.target && $0.data?.hasSuffix("\n") == true }, "\(overlays)")
         }
     }
 

@@ -71,7 +71,7 @@ struct PlannerTests {
         try withTempDir { dir in
             let plan = try Planner().plan(profile: Profile(name: "worker"), request: request(dir, uid: 1234))
             #expect(plan.ids.uidMap == "0 1234 1\n")
-            #expect(plan.ids.denySetgroups)
+            #expect(plan.ids.unprivileged)
             #expect(!plan.mounts.contains { $0.idmap })
         }
     }

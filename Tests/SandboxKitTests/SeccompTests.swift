@@ -102,9 +102,14 @@ struct SeccompTests {
             let dead = cacheDir + "/seccomp-0123456789abcdef.bpf.tmp.9999999"
             let ours = cacheDir + "/seccomp-0123456789abcdef.bpf.tmp.\(getpid())"
             for f in [dead, ours] { try Data("partial".utf8).write(to: URL(fileURLWithPath: f)) }
+            let other = cacheDir + "/seccomp-fedcba9876543210.bpf"
+            try Data("sandboxd-seccomp 5|build someotherbuild|libseccomp 2.5.4\n".utf8).write(to: URL(fileURLWithPath: other))
             _ = try SeccompCache(directory: cacheDir).programs(for: .init(deny: ["acct"]))
             #expect(access(dead, F_OK) != 0, "a dead writer's temporary file is removed")
             #expect(access(ours, F_OK) == 0, "a live writer's temporary file is left alone")
+            #expect(access(other, F_OK) != 0, "another build's entry is removed")
+            let kept = FileSys.list(cacheDir).filter { $0.hasSuffix(".bpf") }
+            #expect(kept.count == 1, "this build's new entry stays: \(kept)")
         }
     }
 

@@ -157,6 +157,7 @@ struct StoreTests {
             }
             #expect(e?.message.contains("could not be provisioned") == true, "\(String(describing: e))")
             #expect(store.names().isEmpty)
+            #expect(FileSys.list(store.sandboxesDir).isEmpty, "no staging directory left either")
         }
     }
 
@@ -227,6 +228,8 @@ struct StoreTests {
             // The next run gets the next id.
             let next = try SandboxSession.open(store: store, name: "s", operation: "exec", workflow: "wf")
             #expect(next.manifest.runCount == 1)
+            try next.record("exec.start", workflow: "wf", [("run", .int(next.manifest.runCount + 1)), ("argv", .strings(["true"]))])
+            #expect(next.manifest.runs.map(\.id) == [1, 2] && next.manifest.runs.last?.state == .running)
             next.lock.release()
         }
     }
@@ -326,6 +329,11 @@ struct StoreTests {
             try FileManager.default.copyItem(atPath: p.manifest, toPath: p.manifest + ".prev")
             try "".write(toFile: p.manifest, atomically: false, encoding: .utf8)
             #expect(try store.load("s") == m)
+            // The next session writes the manifest back and drops the old copy.
+            let session = try SandboxSession.open(store: store, name: "s", operation: "exec", workflow: "wf")
+            session.lock.release()
+            #expect(!FileSys.exists(p.manifest + ".prev"))
+            #expect(try SandboxManifest.parse(try #require(try FileSys.read(p.manifest)), file: p.manifest) == m)
         }
     }
 

@@ -99,7 +99,7 @@ struct NetworkTests {
             let r = await sbx.probe("loopback")
             #expect(r.exitCode == 0 && r.line.hasPrefix("OK"), "\(r)")
             // With a real server too, when python3 is there.
-            guard access("/usr/bin/python3", X_OK) == 0 else { return }
+            try #require(access("/usr/bin/python3", X_OK) == 0, "python3 is needed (scripts/test installs it)")
             let py = """
                 import socket, threading
                 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
@@ -127,7 +127,7 @@ struct NetworkTests {
             let again = await SbxExec(workdir: dir.path).run(["/usr/bin/stat", "-L", "-c", "%i", "/proc/self/ns/net"])
             #expect(again.exitCode == 0 && again.line != inside.line, "two sandboxes shared a namespace: \(again)")
 
-            guard access("/usr/bin/python3", X_OK) == 0 else { return }
+            try #require(access("/usr/bin/python3", X_OK) == 0, "python3 is needed (scripts/test installs it)")
             let profile = try dir.write("bind.toml", "extends = \"embedded:worker\"\n[capabilities]\nkeep_add = [\"NET_BIND_SERVICE\"]\n")
             let py = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')"
             let kept = await SbxExec(workdir: dir.path, profile: profile).run(["/usr/bin/python3", "-c", py])

@@ -121,10 +121,11 @@ struct ProcessTests {
         }
     }
 
-    /// The cgroups are made while the profile loads, before the sandbox
-    /// exists: a SIGKILL then must find the janitor already watching. (Before
-    /// the janitor was started ahead of the directories, about one kill in
-    /// thirty in this window left a group behind.)
+    /// The cgroups are made after planning, before the sandbox exists: a
+    /// SIGKILL then must find the janitor already watching. (Before the
+    /// janitor was started ahead of the directories, about one kill in thirty
+    /// in this window left a group behind.) A control start, not killed,
+    /// shows that starts here do make cgroups.
     @Test("SIGKILL of sandboxd at random moments of its start leaves no cgroup or process behind")
     func sigkillDuringStart() async throws {
         try await withSbxTemp("sigkill-start") { dir in
@@ -133,6 +134,18 @@ struct ProcessTests {
             let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
             defer { close(devnull) }
             var pids: [pid_t] = []
+            // Control: a start left to run makes its cgroups (then is killed like the rest).
+            let control = try SbxProcess.spawn(sbx.argv(["/probe", "sleep", "1000", marker]), sbx.spawn, stdout: devnull, stderr: devnull)
+            var made: [String] = []
+            let deadline = SbxProcess.now() + 10
+            while made.isEmpty && SbxProcess.now() < deadline {
+                await sbxSleep(0.02)
+                made = SbxHost.cgroupDirs(named: "sandboxd-\(control)")
+            }
+            _ = Glibc.kill(control, SIGKILL)
+            _ = SbxProcess.reap(control)
+            pids.append(control)
+            try #require(!made.isEmpty, "a start made no cgroups here, so the kills below would prove nothing")
             for i in 0..<60 {
                 let pid = try SbxProcess.spawn(sbx.argv(["/probe", "sleep", "1000", marker]), sbx.spawn, stdout: devnull, stderr: devnull)
                 // 0 to 15 ms: from argument parsing to the command running, in debug and release builds.
