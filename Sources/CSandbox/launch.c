@@ -1,7 +1,10 @@
 /*
- * sbx_spawn: clone -> (parent: uid/gid maps, idmapped mounts, cgroups, go)
- *            -> pid 1: assemble the root, pivot, hostname, lo, pty, fork
+ * sbx_spawn: clone -> (parent: uid/gid maps, idmapped mounts, go)
+ *            -> pid 1: assemble the root, pivot, hostname, lo, pty,
+ *                      join the cgroups, fork
  *            -> command: session, ids, capabilities, no_new_privs, seccomp, execve
+ * sbx_spawn_finish: the parent hands pid 1 the cgroup v1 groups it made while
+ *            the root was built, then waits for the execve
  *
  * Rules for everything that runs in the child: raw system calls and stack
  * buffers only. glibc wrappers are used where they are a bare system call;
@@ -45,7 +48,7 @@ static void T(const char *what){ struct timespec ts; clock_gettime(CLOCK_MONOTON
 #else
 #define T(what) ((void)0)
 #endif
-enum { MSG_GO = 1, MSG_PTY = 2, MSG_STATUS = 3 };
+enum { MSG_GO = 1, MSG_PTY = 2, MSG_STATUS = 3, MSG_JOIN = 4 };
 struct sbx_msg { int32_t type; int32_t value; };
 
 #define MAX_MSG_FDS 4
@@ -63,6 +66,7 @@ struct child_ctx {
     int newroot_fd;
     const int *bind_fds; /* per op: detached tree opened by the parent, or -1 */
     int oldroot_fd;      /* /oldroot, opened when a bind is cloned here (SBX_PLAN_BINDS_IN_CHILD) */
+    const cpu_set_t *cpus; /* sandboxd's CPU mask, to take back once set up (SBX_PLAN_OVERLAP), or NULL */
 };
 
 static void report(int fd, int32_t stage, int32_t err, int32_t index)
@@ -690,9 +694,11 @@ static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int 
     return r == (ssize_t)sizeof *m ? 0 : -1;
 }
 
-__attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd)
+__attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd,
+                                                const cpu_set_t *cpus)
 {
-    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds, .oldroot_fd = -1 };
+    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds, .oldroot_fd = -1,
+                           .cpus = cpus };
     /* If sandboxd dies, so does the sandbox. A parent that died before this
      * line is caught by the sync socket below: recvmsg returns 0. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -703,10 +709,6 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
         _exit(SBX_EXIT_SETUP);
 
     scrub_own_cmdline();
-
-    /* Into the sandbox's cgroups before anything is allocated or forked. */
-    for (uint32_t i = 0; i < p->n_cgroup_task_fds; i++)
-        if (pwrite(p->cgroup_task_fds[i], "0", 1, 0) != 1) die(&c, SBX_STAGE_CGROUP_JOIN, (int)i);
 
     /* Leave host uid 0 first: a host-root uid can write global /proc/sys knobs
      * even without capabilities. */
@@ -728,6 +730,19 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
         if (send_with_fds(sync_fd, &pm, &master, 1) < 0) die(&c, SBX_STAGE_PTY, -1);
         close(master);
     }
+
+    /* Into the sandbox's cgroups (v1), which the parent made while we built the
+     * root; before the command exists, so all of it is inside. */
+    int cg_fds[MAX_MSG_FDS], n_cg = 0;
+    if (recv_with_fds(sync_fd, &m, cg_fds, MAX_MSG_FDS, &n_cg) < 0 || m.type != MSG_JOIN) {
+        if (errno == 0) errno = EPROTO;
+        die(&c, SBX_STAGE_SYNC, -1);
+    }
+    for (int i = 0; i < n_cg; i++) {
+        if (pwrite(cg_fds[i], "0", 1, 0) != 1) die(&c, SBX_STAGE_CGROUP_JOIN, i);
+        close(cg_fds[i]);
+    }
+    if (c.cpus) sched_setaffinity(0, sizeof *c.cpus, c.cpus);
 
     if (p->flags & SBX_PLAN_CGROUPNS && unshare(CLONE_NEWCGROUP) < 0) die(&c, SBX_STAGE_CGROUPNS, -1);
 
@@ -829,6 +844,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     out->sync_fd = -1;
     out->pty_master = -1;
     out->mntns_fd = -1;
+    out->err_fd = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto early;
     if (pipe2(ep, O_CLOEXEC) < 0) { close(sv[0]); close(sv[1]); goto early; }
 
@@ -850,6 +866,14 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
             return -1;
         }
     }
+
+    /* With SBX_PLAN_OVERLAP this thread makes the cgroups while pid 1 builds
+     * the root. Woken by GO, pid 1 would queue on this core behind it, so it
+     * runs on the others until it has joined them; then it takes back this
+     * mask (its copy of this frame). */
+    cpu_set_t *cpus = NULL, all_cpus;
+    if ((p->flags & SBX_PLAN_OVERLAP) && sched_getaffinity(0, sizeof all_cpus, &all_cpus) == 0 && CPU_COUNT(&all_cpus) > 1)
+        cpus = &all_cpus;
 
     int pidfd = -1;
     struct clone_args ca;
@@ -874,10 +898,18 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (pid == 0) {
         close(sv[0]);
         close(ep[0]);
-        child_main(p, bind_fds, sv[1], ep[1]);
+        child_main(p, bind_fds, sv[1], ep[1], cpus);
     }
     int clone_errno = errno;
     T("parent: clone3 returned");
+    if (pid > 0 && cpus) {
+        cpu_set_t others = *cpus;
+        int here = sched_getcpu();
+        if (here >= 0 && CPU_ISSET(here, &others) && CPU_COUNT(&others) > 1) {
+            CPU_CLR(here, &others);
+            sched_setaffinity(pid, sizeof others, &others);
+        }
+    }
     close(sv[1]);
     close(ep[1]);
     if ((p->flags & SBX_PLAN_PREPARED_NETNS) && setns(p->netns_home_fd, CLONE_NEWNET) < 0) {
@@ -936,39 +968,11 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (userns_self >= 0) close(userns_self);
     userns = userns_self = -1;
     T("parent: go sent");
-
-
-    /* EOF on the error pipe means execve succeeded (the pipe is close-on-exec). */
-    struct sbx_error ce;
-    ssize_t r;
-    do r = read(ep[0], &ce, sizeof ce); while (r < 0 && errno == EINTR);
-    close(ep[0]);
-    ep[0] = -1;
-    if (r == (ssize_t)sizeof ce) {
-        *err = ce;
-        fail_child(pid, pidfd);
-        if (mntns >= 0) close(mntns);
-        close(sv[0]);
-        close(pidfd);
-        return -1;
-    }
-    if (r != 0) { stage = SBX_STAGE_SYNC; errno = EPIPE; goto fail; }
-    T("parent: exec seen");
-
-    if (p->flags & SBX_PLAN_TTY) {
-        struct sbx_msg pm;
-        int fds[1], n = 0;
-        if (recv_with_fds(sv[0], &pm, fds, 1, &n) < 0 || pm.type != MSG_PTY || n != 1) {
-            stage = SBX_STAGE_PTY;
-            if (errno == 0) errno = EPROTO;
-            goto fail;
-        }
-        out->pty_master = fds[0];
-    }
     out->pid = pid;
     out->pidfd = pidfd;
     out->sync_fd = sv[0];
     out->mntns_fd = mntns;
+    out->err_fd = ep[0];
     return 0;
 
 fail:
@@ -984,6 +988,62 @@ fail:
     return -1;
 early:
     *err = (struct sbx_error){ SBX_STAGE_SOCKETPAIR, errno, -1 };
+    return -1;
+}
+
+static void close_child(struct sbx_child *c)
+{
+    int32_t *fds[] = { &c->pidfd, &c->sync_fd, &c->pty_master, &c->mntns_fd, &c->err_fd };
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+        if (*fds[i] >= 0) close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+void sbx_spawn_abort(struct sbx_child *c)
+{
+    if (c->pid > 0) fail_child(c->pid, c->pidfd);
+    c->pid = -1;
+    close_child(c);
+}
+
+int sbx_spawn_finish(const struct sbx_plan *p, struct sbx_child *c, const int *cgroup_task_fds, uint32_t n,
+                     struct sbx_error *err)
+{
+    *err = (struct sbx_error){ SBX_STAGE_NONE, 0, -1 };
+    if (n > MAX_MSG_FDS) { *err = (struct sbx_error){ SBX_STAGE_CGROUP_JOIN, E2BIG, -1 }; goto fail; }
+    struct sbx_msg join = { MSG_JOIN, 0 };
+    /* If pid 1 already failed building the root, the send fails and its own
+     * report on the error pipe says why; any other failure would leave it
+     * waiting, so it is killed before the pipe is read. */
+    int sent = send_with_fds(c->sync_fd, &join, cgroup_task_fds, (int)n), send_errno = errno;
+    if (sent < 0) syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+
+    /* EOF on the error pipe means execve succeeded (the pipe is close-on-exec). */
+    struct sbx_error ce;
+    ssize_t r;
+    do r = read(c->err_fd, &ce, sizeof ce); while (r < 0 && errno == EINTR);
+    if (r == (ssize_t)sizeof ce) { *err = ce; goto fail; }
+    if (sent < 0) { *err = (struct sbx_error){ SBX_STAGE_SYNC, send_errno, -1 }; goto fail; }
+    if (r != 0) { *err = (struct sbx_error){ SBX_STAGE_SYNC, r < 0 ? errno : EPIPE, -1 }; goto fail; }
+    close(c->err_fd);
+    c->err_fd = -1;
+    T("parent: exec seen");
+
+    if (p->flags & SBX_PLAN_TTY) {
+        struct sbx_msg pm;
+        int fds[1], got = 0;
+        errno = 0;
+        if (recv_with_fds(c->sync_fd, &pm, fds, 1, &got) < 0 || pm.type != MSG_PTY || got != 1) {
+            *err = (struct sbx_error){ SBX_STAGE_PTY, errno ? errno : EPROTO, -1 };
+            if (got == 1) close(fds[0]);
+            goto fail;
+        }
+        c->pty_master = fds[0];
+    }
+    return 0;
+fail:
+    sbx_spawn_abort(c);
     return -1;
 }
 

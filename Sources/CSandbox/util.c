@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/landlock.h>
@@ -81,7 +82,7 @@ const char *sbx_stage_name(int32_t stage)
     case SBX_STAGE_GID_MAP: return "writing gid_map";
     case SBX_STAGE_SETGROUPS_FILE: return "writing setgroups";
     case SBX_STAGE_IDMAP: return "idmapped mount (open_tree/mount_setattr)";
-    case SBX_STAGE_CGROUP_JOIN: return "joining the cgroup (cgroup.procs)";
+    case SBX_STAGE_CGROUP_JOIN: return "joining the cgroups (v1 tasks)";
     case SBX_STAGE_SYNC: return "parent/child sync";
     case SBX_STAGE_SETID_SETUP: return "setresuid() to the namespace root";
     case SBX_STAGE_PROPAGATION: return "making mounts private";
@@ -144,6 +145,13 @@ int64_t sbx_mount_id(const char *path)
     if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0) return -1;
     if (!(stx.stx_mask & STATX_MNT_ID)) { errno = ENOSYS; return -1; }
     return (int64_t)stx.stx_mnt_id;
+}
+
+int64_t sbx_fs_magic(const char *path)
+{
+    struct statfs st;
+    if (statfs(path, &st) < 0) return -1;
+    return (int64_t)st.f_type;
 }
 
 int sbx_probe_open_tree(void)

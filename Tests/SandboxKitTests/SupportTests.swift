@@ -15,6 +15,17 @@ struct SupportTests {
         #expect(CgroupSet.join("/sys/fs/cgroup/pids", "/") == "/sys/fs/cgroup/pids")
     }
 
+    /// The statfs shortcut must find the same groups as /proc/self/mountinfo,
+    /// on whichever layout this host has (v1 here, v2 on most CI hosts).
+    @Test func cgroupLayoutIsTheSameWithOrWithoutMountinfo() throws {
+        let fromMountinfo = try #require(CgroupSet.detect(conventional: false), "this host has no usable cgroup hierarchy")
+        #expect(CgroupSet.detect() == fromMountinfo)
+        switch fromMountinfo.version {
+        case .v1: #expect(fromMountinfo.v1Bases["memory"] != nil && fromMountinfo.v1Bases["pids"] != nil)
+        case .v2: #expect(fromMountinfo.v2Base != nil)
+        }
+    }
+
     @Test func capabilityNamesRoundTrip() throws {
         let mask = try Capabilities.mask(["CHOWN", "cap_kill", "SETUID"])
         #expect(mask == (1 << 0) | (1 << 5) | (1 << 7))

@@ -60,6 +60,8 @@ enum sbx_plan_flags {
     SBX_PLAN_BINDS_IN_CHILD = 1u << 5, /* open bind sources inside the sandbox's mount namespace (at
                                         * /oldroot/SOURCE): an unprivileged caller cannot clone mounts
                                         * of the host's namespace (open_tree needs CAP_SYS_ADMIN there) */
+    SBX_PLAN_OVERLAP = 1u << 6,        /* the caller works between sbx_spawn and sbx_spawn_finish: pid 1
+                                        * builds the root on another core meanwhile */
 };
 
 struct sbx_plan {
@@ -87,12 +89,7 @@ struct sbx_plan {
     uint32_t n_bpf;            /* number of programs; 0 is refused: a sandbox always has a filter */
     const struct sbx_rlimit *rlimits;
     uint32_t n_rlimits;
-    /* cgroup v1: `tasks` files opened by the parent; pid 1 writes "0" into each
-     * to move itself (a self-move skips the global threadgroup lock, and v1
-     * checks the opener's credentials). */
-    const int *cgroup_task_fds;
-    uint32_t n_cgroup_task_fds;
-    /* cgroup v2: directory to start pid 1 in (clone3 CLONE_INTO_CGROUP), or -1. */
+    /* cgroup v1 groups are joined later: see sbx_spawn_finish. cgroup v2: directory to start pid 1 in (clone3 CLONE_INTO_CGROUP), or -1. */
     int32_t cgroup_dir_fd;
     /* With SBX_PLAN_PREPARED_NETNS: the namespace to start in (sbx_netns_wait)
      * and the caller's own, which the calling thread returns to after clone3. */
@@ -104,10 +101,10 @@ struct sbx_plan {
 enum sbx_stage {
     SBX_STAGE_NONE = 0,
     SBX_STAGE_SOCKETPAIR, SBX_STAGE_NETNS, SBX_STAGE_CLONE, SBX_STAGE_UID_MAP, SBX_STAGE_GID_MAP, SBX_STAGE_SETGROUPS_FILE,
-    SBX_STAGE_IDMAP, SBX_STAGE_CGROUP_JOIN, SBX_STAGE_SYNC,
+    SBX_STAGE_IDMAP, SBX_STAGE_SYNC,
     SBX_STAGE_SETID_SETUP, SBX_STAGE_PROPAGATION, SBX_STAGE_STAGING_TMPFS, SBX_STAGE_PIVOT_STAGING,
-    SBX_STAGE_MOUNT_OP, SBX_STAGE_PIVOT_ROOT, SBX_STAGE_HOSTNAME, SBX_STAGE_LOOPBACK, SBX_STAGE_CGROUPNS,
-    SBX_STAGE_PTY, SBX_STAGE_FORK, SBX_STAGE_SETSID, SBX_STAGE_CTTY, SBX_STAGE_RLIMIT, SBX_STAGE_SETGROUPS,
+    SBX_STAGE_MOUNT_OP, SBX_STAGE_PIVOT_ROOT, SBX_STAGE_HOSTNAME, SBX_STAGE_LOOPBACK, SBX_STAGE_PTY,
+    SBX_STAGE_CGROUP_JOIN, SBX_STAGE_CGROUPNS, SBX_STAGE_FORK, SBX_STAGE_SETSID, SBX_STAGE_CTTY, SBX_STAGE_RLIMIT, SBX_STAGE_SETGROUPS,
     SBX_STAGE_SETGID, SBX_STAGE_SETUID, SBX_STAGE_CAPBSET, SBX_STAGE_CAPSET, SBX_STAGE_NO_NEW_PRIVS,
     SBX_STAGE_CLOSE_FDS, SBX_STAGE_CHDIR, SBX_STAGE_SECCOMP, SBX_STAGE_EXECVE,
 };
@@ -124,12 +121,26 @@ struct sbx_child {
     int32_t sync_fd;    /* socket: carries the command's final wait status */
     int32_t pty_master; /* with SBX_PLAN_TTY: master side of the command's pty, else -1 */
     int32_t mntns_fd;   /* the sandbox's mount namespace (close-on-exec), or -1: see sbx_release_async */
+    int32_t err_fd;     /* until sbx_spawn_finish: the pipe that reports a failed setup (EOF = exec'd) */
 };
 
-/* Start the sandbox described by `plan` and wait until its command has been
- * exec'd. Returns 0 and fills `out`, or -1 and fills `err` (the child, if any,
- * is killed and reaped before returning). */
+/* Start the sandbox described by `plan`: clone, write its id maps, idmap its
+ * binds, and let it build its root. Returns 0 and fills `out`; the caller then
+ * calls sbx_spawn_finish (or sbx_spawn_abort). Returns -1 and fills `err` on
+ * failure (the child, if any, is killed and reaped before returning). */
 int sbx_spawn(const struct sbx_plan *plan, struct sbx_child *out, struct sbx_error *err);
+
+/* Hand pid 1 the cgroup v1 `tasks` files to join (`n` may be 0), then wait
+ * until the command has been exec'd. Pid 1 writes "0" into each just before it
+ * forks the command: a self-move skips the kernel's global threadgroup lock,
+ * and v1 checks the credentials the file was opened with. Between sbx_spawn
+ * and this call the caller makes the groups while pid 1 builds the root.
+ * Returns 0, or -1 with `err` filled and the child killed, reaped and closed. */
+int sbx_spawn_finish(const struct sbx_plan *plan, struct sbx_child *child, const int *cgroup_task_fds, uint32_t n,
+                     struct sbx_error *err);
+
+/* Kill, reap and close a child sbx_spawn started (on a failure between the two calls). */
+void sbx_spawn_abort(struct sbx_child *child);
 
 /* Read the final wait status pid 1 reports for the command. Returns 0 and sets
  * *status, or -1 if pid 1 died without reporting (it was killed). */
@@ -194,6 +205,8 @@ int sbx_signalfd(const sigset_t *mask);
 int sbx_read_signal(int fd);
 /* The id of the mount `path` (symlinks followed) is on, or -1 with errno. */
 int64_t sbx_mount_id(const char *path);
+/* The filesystem type (statfs f_type) of `path`, or -1 with errno. */
+int64_t sbx_fs_magic(const char *path);
 /* CLONE_NEW{USER,NS,PID,NET,IPC,UTS}: the namespaces created at clone time. */
 uint32_t sbx_clone_namespaces(void);
 

@@ -1,9 +1,10 @@
 import CSandbox
 import Glibc
 
-/// Per-sandbox cgroups: created before launch with the profile's limits,
-/// joined by the parent on the child's behalf, read for the report, removed
-/// afterwards (and by the janitor if sandboxd itself is killed).
+/// Per-sandbox cgroups: created with the profile's limits (v2 before the
+/// clone, which starts pid 1 inside; v1 while pid 1 builds the root, which
+/// then moves itself in), read for the report, removed afterwards (and by the
+/// janitor if sandboxd itself is killed).
 ///
 /// cgroup v2 is used where the unified hierarchy has the controllers;
 /// otherwise cgroup v1 (memory, pids, cpu each in their own hierarchy).
@@ -27,44 +28,22 @@ public struct CgroupSet: Sendable {
         public var v1Bases: [String: String]
     }
 
-    /// Finds where sandboxd's own groups are, per controller.
-    ///
-    /// Both files are parsed as bytes: this runs on every launch, and the
-    /// String/Substring splitting it replaced cost ~0.3 ms of a cold start.
-    public static func detect() -> Layout? {
-        guard let mountinfo = readSmallBytes("/proc/self/mountinfo"),
-              let selfCgroup = readSmallBytes("/proc/self/cgroup") else { return nil }
-        var v1Mounts: [String: String] = [:] // controller -> mount point
-        var v2Mount: String?
-        for line in lines(mountinfo) {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-            let words = fields(line, separator: UInt8(ascii: " "))
-            guard let dash = words.firstIndex(where: { $0.elementsEqual("-".utf8) }), dash >= 5, words.count >= dash + 4 else { continue }
-            let fsType = words[dash + 1]
-            if fsType.elementsEqual("cgroup2".utf8) {
-                v2Mount = v2Mount ?? String(decoding: words[4], as: UTF8.self)
-            } else if fsType.elementsEqual("cgroup".utf8) {
-                for option in fields(words[dash + 3], separator: UInt8(ascii: ",")) {
-                    let name = String(decoding: option, as: UTF8.self)
-                    if name == "memory" || name == "pids" || name == "cpu", v1Mounts[name] == nil {
-                        v1Mounts[name] = String(decoding: words[4], as: UTF8.self)
-                    }
-                }
-            }
-        }
-        var v1Paths: [String: String] = [:]
-        var v2Path: String?
-        for line in lines(selfCgroup) {
-            // HIERARCHY-ID:CONTROLLER,...:PATH
-            guard let first = line.firstIndex(of: UInt8(ascii: ":")),
-                  let second = line[(first + 1)...].firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let path = String(decoding: line[(second + 1)...], as: UTF8.self)
-            if line[..<first].elementsEqual("0".utf8) { v2Path = path }
-            for c in fields(line[(first + 1)..<second], separator: UInt8(ascii: ",")) {
-                v1Paths[String(decoding: c, as: UTF8.self)] = path
-            }
-        }
-        if let mount = v2Mount, let rel = v2Path {
+    /// Finds where sandboxd's own groups are, per controller: its membership
+    /// from /proc/self/cgroup, the hierarchies' mount points where systemd
+    /// and cgroupfs-mount put them (confirmed by statfs), else from
+    /// /proc/self/mountinfo, which costs ~0.1 ms more to read and parse.
+    /// Both ways give the same answer (`conventional: false` skips the first, for tests).
+    public static func detect(conventional: Bool = true) -> Layout? {
+        guard let selfCgroup = readSmallBytes("/proc/self/cgroup") else { return nil }
+        let member = Membership(selfCgroup)
+        if conventional, let mounts = Mounts.conventional(for: member) { return choose(mounts, member) }
+        guard let mountinfo = readSmallBytes("/proc/self/mountinfo") else { return nil }
+        return choose(Mounts(mountinfo: mountinfo), member)
+    }
+
+    /// v2 where the unified hierarchy has memory and pids; else v1 where it has both.
+    private static func choose(_ mounts: Mounts, _ member: Membership) -> Layout? {
+        if let mount = mounts.v2, let rel = member.v2Path {
             let base = join(mount, rel)
             let controllers = readSmallFile(join(base, "cgroup.controllers"))?.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? []
             if controllers.contains("memory") && controllers.contains("pids") {
@@ -72,11 +51,83 @@ public struct CgroupSet: Sendable {
             }
         }
         var bases: [String: String] = [:]
-        for c in ["memory", "pids", "cpu"] {
-            if let m = v1Mounts[c], let rel = v1Paths[c] { bases[c] = join(m, rel) }
+        for c in controllers {
+            if let m = mounts.v1[c], let rel = member.v1Paths[c] { bases[c] = join(m, rel) }
         }
         if bases["memory"] != nil && bases["pids"] != nil { return Layout(version: .v1, v2Base: nil, v1Bases: bases) }
         return nil
+    }
+
+    /// The v1 controllers sandboxd uses.
+    private static let controllers = ["memory", "pids", "cpu"]
+
+    /// sandboxd's groups, from /proc/self/cgroup: `HIERARCHY-ID:CONTROLLER,...:PATH`.
+    /// Parsed as bytes: this runs on every launch, and String splitting cost ~0.3 ms.
+    private struct Membership {
+        var v2Path: String?
+        var v1Paths: [String: String] = [:]
+
+        init(_ bytes: [UInt8]) {
+            for line in lines(bytes) {
+                guard let first = line.firstIndex(of: UInt8(ascii: ":")),
+                      let second = line[(first + 1)...].firstIndex(of: UInt8(ascii: ":")) else { continue }
+                let path = String(decoding: line[(second + 1)...], as: UTF8.self)
+                if line[..<first].elementsEqual("0".utf8) { v2Path = path }
+                for c in fields(line[(first + 1)..<second], separator: UInt8(ascii: ",")) {
+                    v1Paths[String(decoding: c, as: UTF8.self)] = path
+                }
+            }
+        }
+    }
+
+    /// Mount points: the unified hierarchy's, and each v1 controller's.
+    private struct Mounts {
+        var v2: String?
+        var v1: [String: String] = [:]
+
+        /// From /proc/self/mountinfo: the first cgroup2 mount, and the first
+        /// cgroup mount carrying each controller.
+        init(mountinfo: [UInt8]) {
+            for line in lines(mountinfo) {
+                // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
+                let words = fields(line, separator: UInt8(ascii: " "))
+                guard let dash = words.firstIndex(where: { $0.elementsEqual("-".utf8) }), dash >= 5, words.count >= dash + 4 else { continue }
+                let fsType = words[dash + 1]
+                if fsType.elementsEqual("cgroup2".utf8) {
+                    v2 = v2 ?? String(decoding: words[4], as: UTF8.self)
+                } else if fsType.elementsEqual("cgroup".utf8) {
+                    for option in fields(words[dash + 3], separator: UInt8(ascii: ",")) {
+                        let name = String(decoding: option, as: UTF8.self)
+                        if controllers.contains(name), v1[name] == nil { v1[name] = String(decoding: words[4], as: UTF8.self) }
+                    }
+                }
+            }
+        }
+
+        private init() {}
+
+        /// The conventional places, each confirmed to be a cgroup mount of the
+        /// right version: the unified hierarchy at /sys/fs/cgroup (pure v2) or
+        /// /sys/fs/cgroup/unified (hybrid), controller C at /sys/fs/cgroup/C.
+        /// nil when a hierarchy sandboxd belongs to is not there: mountinfo decides then.
+        static func conventional(for member: Membership) -> Mounts? {
+            var m = Mounts()
+            if member.v2Path != nil {
+                guard let v2 = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].first(where: { fsMagic($0) == cgroup2Magic }) else { return nil }
+                m.v2 = v2
+            }
+            for c in controllers where member.v1Paths[c] != nil {
+                let path = "/sys/fs/cgroup/" + c
+                guard fsMagic(path) == cgroup1Magic else { return nil }
+                m.v1[c] = path
+            }
+            return m
+        }
+
+        private static let cgroup1Magic: Int64 = 0x27e0eb    // CGROUP_SUPER_MAGIC
+        private static let cgroup2Magic: Int64 = 0x63677270  // CGROUP2_SUPER_MAGIC
+
+        private static func fsMagic(_ path: String) -> Int64 { sbx_fs_magic(path) }
     }
 
     /// Creates the groups (memory and pids, and cpu if asked) without limits

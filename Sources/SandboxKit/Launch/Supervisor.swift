@@ -44,13 +44,15 @@ public struct Supervisor {
                     finishing finish: (SandboxResult) throws(SandboxError) -> Void) throws(SandboxError) -> SandboxResult {
         let start = monotonicSeconds()
         var owned: OwnedCgroups? = nil
+        var layout: CgroupSet.Layout? = nil
         if plan.limits.memory > 0 || plan.limits.pids > 0 || plan.limits.cpus > 0 {
-            guard let layout = CgroupSet.detect() else {
+            layout = CgroupSet.detect()
+            guard let layout else {
                 throw SandboxError("cgroups: no usable cgroup hierarchy (need cgroup v2 with memory+pids, or v1 memory and pids); the profile sets limits, so the sandbox will not start without them")
             }
-            owned = try OwnedCgroups.make(name: cgroupName, layout: layout, limits: plan.limits)
+            // v2: pid 1 is cloned straight into its group, which must exist first.
+            if layout.version == .v2 { owned = try OwnedCgroups.make(name: cgroupName, layout: layout, limits: plan.limits) }
         }
-        let cgroups = owned?.set
         func cleanupCgroups() { owned?.remove() }
 
         // Block the forwarded signals before the child exists; it unblocks its own.
@@ -65,7 +67,15 @@ public struct Supervisor {
         let child: LaunchedSandbox
         do {
             defer { network?.release() } // the sandbox holds the namespace now
-            child = try Launcher.spawn(plan, cgroups: cgroups, network: network)
+            // v1: made while pid 1 builds the root; it joins them itself before forking the command.
+            var makeV1: (() throws(SandboxError) -> [Int32])? = nil
+            if let layout, layout.version == .v1 {
+                makeV1 = { () throws(SandboxError) in
+                    owned = try OwnedCgroups.make(name: cgroupName, layout: layout, limits: plan.limits)
+                    return owned!.set.joinFDs
+                }
+            }
+            child = try Launcher.spawn(plan, intoCgroup: owned?.set.joinFDs[0], network: network, whileBuilding: makeV1)
         } catch {
             if sigfd >= 0 { close(sigfd) }
             cleanupCgroups()
@@ -89,7 +99,7 @@ public struct Supervisor {
         let reported = sbx_read_status(child.syncFD, &cmdStatus) == 0
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
 
-        let cg = cgroups?.usage()
+        let cg = owned?.set.usage()
         let gitWarning = plan.gitGuard?.verify()
 
         let final = reported ? cmdStatus : status

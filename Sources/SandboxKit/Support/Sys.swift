@@ -8,20 +8,23 @@ func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
     readSmallBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
 }
 
-/// The bytes of a file up to `limit`, or nil if it cannot be opened.
+/// The bytes of a file up to `limit`, or nil if it cannot be opened. Read
+/// through a stack buffer: these files are mostly a few hundred bytes, and a
+/// zeroed 64 KiB heap buffer per read cost more than the read.
 func readSmallBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
-    var out = [UInt8]()
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while out.count < limit {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf in
+        var out = [UInt8]()
+        while out.count < limit {
+            let n = read(fd, buf.baseAddress, min(buf.count, limit - out.count))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[..<n])
+        }
+        return out
     }
-    return out
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory,

@@ -38,6 +38,9 @@ struct SbxExitCase: Sendable, CustomTestStringConvertible {
         .init(name: "relative --ro", flags: ["--ro", "relative/path"], command: ["true"], code: 125),
         .init(name: "missing --ro source", flags: ["--ro", "$DIR/missing"], command: ["true"], code: 125),
         .init(name: "missing --rw source", flags: ["--rw", "$DIR/missing"], command: ["true"], code: 125),
+        // pid 1 fails while sandboxd makes the cgroups (v1): its own error, not a broken handoff.
+        .init(name: "mount target under read-only /usr", flags: ["--ro", "$DIR:/usr/sbx-no-such-dir"], command: ["true"],
+              code: 125, stderr: "-> /usr/sbx-no-such-dir): Read-only file system"),
         .init(name: "non-executable file", command: ["./not-executable"], code: 126, stderr: "not-executable"),
         .init(name: "a directory", command: ["/usr"], code: 126),
         .init(name: "command not found", command: ["no-such-command-sbx"], code: 127, stderr: "no-such-command-sbx"),
