@@ -733,16 +733,16 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
 
     /* Into the sandbox's cgroups (v1), which the parent made while we built the
      * root; before the command exists, so all of it is inside. */
-    int cg_fds[MAX_MSG_FDS], n_cg = 0;
-    if (recv_with_fds(sync_fd, &m, cg_fds, MAX_MSG_FDS, &n_cg) < 0 || m.type != MSG_JOIN) {
-        if (errno == 0) errno = EPROTO;
-        die(&c, SBX_STAGE_SYNC, -1);
+    if (p->flags & SBX_PLAN_OVERLAP) {
+        int cg_fds[MAX_MSG_FDS], n_cg = 0;
+        if (recv_with_fds(sync_fd, &m, cg_fds, MAX_MSG_FDS, &n_cg) < 0) die(&c, SBX_STAGE_SYNC, -1);
+        if (m.type != MSG_JOIN) { errno = EPROTO; die(&c, SBX_STAGE_SYNC, -1); }
+        for (int i = 0; i < n_cg; i++) {
+            if (pwrite(cg_fds[i], "0", 1, 0) != 1) die(&c, SBX_STAGE_CGROUP_JOIN, i);
+            close(cg_fds[i]);
+        }
+        if (c.cpus) sched_setaffinity(0, sizeof *c.cpus, c.cpus);
     }
-    for (int i = 0; i < n_cg; i++) {
-        if (pwrite(cg_fds[i], "0", 1, 0) != 1) die(&c, SBX_STAGE_CGROUP_JOIN, i);
-        close(cg_fds[i]);
-    }
-    if (c.cpus) sched_setaffinity(0, sizeof *c.cpus, c.cpus);
 
     if (p->flags & SBX_PLAN_CGROUPNS && unshare(CLONE_NEWCGROUP) < 0) die(&c, SBX_STAGE_CGROUPNS, -1);
 
@@ -1011,13 +1011,19 @@ int sbx_spawn_finish(const struct sbx_plan *p, struct sbx_child *c, const int *c
                      struct sbx_error *err)
 {
     *err = (struct sbx_error){ SBX_STAGE_NONE, 0, -1 };
-    if (n > MAX_MSG_FDS) { *err = (struct sbx_error){ SBX_STAGE_CGROUP_JOIN, E2BIG, -1 }; goto fail; }
-    struct sbx_msg join = { MSG_JOIN, 0 };
-    /* If pid 1 already failed building the root, the send fails and its own
-     * report on the error pipe says why; any other failure would leave it
-     * waiting, so it is killed before the pipe is read. */
-    int sent = send_with_fds(c->sync_fd, &join, cgroup_task_fds, (int)n), send_errno = errno;
-    if (sent < 0) syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+    int overlap = (p->flags & SBX_PLAN_OVERLAP) != 0;
+    if (n > (overlap ? MAX_MSG_FDS : 0)) { *err = (struct sbx_error){ SBX_STAGE_CGROUP_JOIN, E2BIG, -1 }; goto fail; }
+    /* Only pid 1 of an overlapped launch waits for the join. If it already
+     * failed building the root, the send fails and its own report on the error
+     * pipe says why; any other failure would leave it waiting, so it is killed
+     * before the pipe is read. */
+    int sent = 0, send_errno = 0;
+    if (overlap) {
+        struct sbx_msg join = { MSG_JOIN, 0 };
+        sent = send_with_fds(c->sync_fd, &join, cgroup_task_fds, (int)n);
+        send_errno = errno;
+        if (sent < 0) syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+    }
 
     /* EOF on the error pipe means execve succeeded (the pipe is close-on-exec). */
     struct sbx_error ce;

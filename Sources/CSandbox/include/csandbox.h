@@ -60,8 +60,9 @@ enum sbx_plan_flags {
     SBX_PLAN_BINDS_IN_CHILD = 1u << 5, /* open bind sources inside the sandbox's mount namespace (at
                                         * /oldroot/SOURCE): an unprivileged caller cannot clone mounts
                                         * of the host's namespace (open_tree needs CAP_SYS_ADMIN there) */
-    SBX_PLAN_OVERLAP = 1u << 6,        /* the caller works between sbx_spawn and sbx_spawn_finish: pid 1
-                                        * builds the root on another core meanwhile */
+    SBX_PLAN_OVERLAP = 1u << 6,        /* the caller makes cgroup v1 groups between sbx_spawn and
+                                        * sbx_spawn_finish: pid 1 builds the root on another core
+                                        * meanwhile, then waits for their `tasks` files */
 };
 
 struct sbx_plan {
@@ -89,7 +90,8 @@ struct sbx_plan {
     uint32_t n_bpf;            /* number of programs; 0 is refused: a sandbox always has a filter */
     const struct sbx_rlimit *rlimits;
     uint32_t n_rlimits;
-    /* cgroup v1 groups are joined later: see sbx_spawn_finish. cgroup v2: directory to start pid 1 in (clone3 CLONE_INTO_CGROUP), or -1. */
+    /* cgroup v2: directory to start pid 1 in (clone3 CLONE_INTO_CGROUP), or -1.
+     * cgroup v1 groups are joined later: see SBX_PLAN_OVERLAP, sbx_spawn_finish. */
     int32_t cgroup_dir_fd;
     /* With SBX_PLAN_PREPARED_NETNS: the namespace to start in (sbx_netns_wait)
      * and the caller's own, which the calling thread returns to after clone3. */
@@ -130,11 +132,12 @@ struct sbx_child {
  * failure (the child, if any, is killed and reaped before returning). */
 int sbx_spawn(const struct sbx_plan *plan, struct sbx_child *out, struct sbx_error *err);
 
-/* Hand pid 1 the cgroup v1 `tasks` files to join (`n` may be 0), then wait
- * until the command has been exec'd. Pid 1 writes "0" into each just before it
- * forks the command: a self-move skips the kernel's global threadgroup lock,
- * and v1 checks the credentials the file was opened with. Between sbx_spawn
- * and this call the caller makes the groups while pid 1 builds the root.
+/* With SBX_PLAN_OVERLAP, hand pid 1 the cgroup v1 `tasks` files to join
+ * (without it, `n` must be 0); then wait until the command has been exec'd.
+ * Pid 1 writes "0" into each just before it forks the command: a self-move
+ * skips the kernel's global threadgroup lock, and v1 checks the credentials
+ * the file was opened with. Between sbx_spawn and this call the caller makes
+ * the groups while pid 1 builds the root.
  * Returns 0, or -1 with `err` filled and the child killed, reaped and closed. */
 int sbx_spawn_finish(const struct sbx_plan *plan, struct sbx_child *child, const int *cgroup_task_fds, uint32_t n,
                      struct sbx_error *err);
