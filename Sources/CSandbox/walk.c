@@ -1,8 +1,19 @@
 /*
  * The blocked-path walk: finds entries of a tree whose name matches one of a
  * set of fnmatch(3) patterns, or (inode mode) whose device/inode is in a set.
- * Runs in the parent before clone, so it may allocate. getdents64 on O_PATH-free
- * directory fds, no stat() per entry in name mode: d_type is enough.
+ * Runs in the parent before clone, so it may allocate. getdents64 on directory
+ * fds, no stat() per entry in name mode: d_type is enough.
+ *
+ * Name mode can reuse the index of an earlier walk of the same tree with the
+ * same patterns. Reading a directory is the walk's cost (on ext4 each
+ * getdents64 hashes and sorts the whole directory), and a directory whose
+ * device, inode, ctime and mtime are unchanged has the same entries, so its
+ * record answers instead: its matches and the subdirectories to descend.
+ * Every directory is still opened and fstat'ed, so a change anywhere, a
+ * directory swapped for another, or a mount placed over one, is seen where it
+ * happened. ctime cannot be set by a user, and a directory changed within
+ * `settle_ns` of the walk is not recorded: with coarse timestamps a change in
+ * the same tick as the read would keep the old ctime.
  */
 #define _GNU_SOURCE
 #include "csandbox.h"
@@ -16,25 +27,61 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 struct out { char *buf; size_t len, cap; int failed; };
 
+static int reserve(struct out *o, size_t n)
+{
+    if (o->failed) return 0;
+    if (o->len + n <= o->cap) return 1;
+    size_t cap = o->cap ? o->cap * 2 : 4096;
+    while (o->len + n > cap) cap *= 2;
+    char *nb = realloc(o->buf, cap);
+    if (!nb) { o->failed = 1; return 0; }
+    o->buf = nb;
+    o->cap = cap;
+    return 1;
+}
+
+static void put(struct out *o, const void *p, size_t n)
+{
+    if (!reserve(o, n)) return;
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
 static void emit(struct out *o, char type, const char *rel)
 {
     size_t n = strlen(rel);
-    if (o->len + n + 3 > o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 4096;
-        while (o->len + n + 3 > cap) cap *= 2;
-        char *nb = realloc(o->buf, cap);
-        if (!nb) { o->failed = 1; return; }
-        o->buf = nb;
-        o->cap = cap;
-    }
+    if (!reserve(o, n + 3)) return;
     o->buf[o->len++] = type;
     memcpy(o->buf + o->len, rel, n);
     o->len += n;
     o->buf[o->len++] = '\n';
+}
+
+/* Index layout (a private cache file, native byte order): the magic, the
+ * FNV-1a hash of everything after it, then one record per directory: a
+ * fixed header, the directory's path relative to the root, then its items
+ * (a tag, f/d/l for a match or s for a subdirectory to descend, a 16-bit
+ * length, the name). */
+static const char index_magic[8] = { 'S', 'B', 'X', 'W', 'A', 'L', 'K', 1 };
+struct rec {
+    uint64_t dev, ino;
+    int64_t ctime_s, ctime_ns, mtime_s, mtime_ns;
+    uint32_t visited, rel_len, items_len;
+};
+#define REC_SIZE sizeof(struct rec)
+#define HEAD_SIZE (sizeof index_magic + sizeof(uint64_t))
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
 }
 
 struct walk {
@@ -44,7 +91,88 @@ struct walk {
     int n_inodes;
     struct out out;
     long visited;
+    /* The previous index, as a hash table of record offsets (+1; 0 = empty). */
+    const unsigned char *prev;
+    size_t prev_len;
+    uint32_t *slots;
+    size_t n_slots;
+    struct out *next; /* the index being written, or NULL */
+    int64_t now_ns, settle_ns;
+    long dirs_read, dirs_reused;
 };
+
+static void load_index(struct walk *w, const unsigned char *p, size_t len)
+{
+    if (!p || len < HEAD_SIZE || len > UINT32_MAX || memcmp(p, index_magic, sizeof index_magic) != 0) return;
+    uint64_t sum;
+    memcpy(&sum, p + sizeof index_magic, sizeof sum);
+    if (sum != fnv1a(p + HEAD_SIZE, len - HEAD_SIZE)) return;
+    size_t n = 0;
+    for (size_t at = HEAD_SIZE; at < len;) {
+        struct rec r;
+        if (len - at < REC_SIZE) return;
+        memcpy(&r, p + at, REC_SIZE);
+        if ((uint64_t)r.rel_len + r.items_len > len - at - REC_SIZE) return;
+        at += REC_SIZE + r.rel_len + r.items_len;
+        n++;
+    }
+    size_t slots = 16;
+    while (slots < 2 * n) slots *= 2;
+    w->slots = calloc(slots, sizeof *w->slots);
+    if (!w->slots) return;
+    w->n_slots = slots;
+    for (size_t at = HEAD_SIZE; at < len;) {
+        struct rec r;
+        memcpy(&r, p + at, REC_SIZE);
+        size_t i = fnv1a(p + at + REC_SIZE, r.rel_len) & (slots - 1);
+        while (w->slots[i]) i = (i + 1) & (slots - 1);
+        w->slots[i] = (uint32_t)at + 1;
+        at += REC_SIZE + r.rel_len + r.items_len;
+    }
+    w->prev = p;
+    w->prev_len = len;
+}
+
+/* The previous record of the directory at `rel`, if its identity and times are unchanged. */
+static const unsigned char *find_record(const struct walk *w, const char *rel, size_t rel_len, const struct stat *st)
+{
+    if (!w->n_slots) return NULL;
+    for (size_t i = fnv1a(rel, rel_len) & (w->n_slots - 1); w->slots[i]; i = (i + 1) & (w->n_slots - 1)) {
+        const unsigned char *p = w->prev + w->slots[i] - 1;
+        struct rec r;
+        memcpy(&r, p, REC_SIZE);
+        if (r.rel_len != rel_len || memcmp(p + REC_SIZE, rel, rel_len) != 0) continue;
+        if (r.dev == (uint64_t)st->st_dev && r.ino == (uint64_t)st->st_ino
+            && r.ctime_s == st->st_ctim.tv_sec && r.ctime_ns == st->st_ctim.tv_nsec
+            && r.mtime_s == st->st_mtim.tv_sec && r.mtime_ns == st->st_mtim.tv_nsec)
+            return p;
+        return NULL;
+    }
+    return NULL;
+}
+
+static void add_item(struct out *items, char tag, const char *name, size_t len)
+{
+    uint16_t n = (uint16_t)len;
+    put(items, &tag, 1);
+    put(items, &n, sizeof n);
+    put(items, name, len);
+}
+
+static void add_record(struct walk *w, const struct stat *st, const char *rel, size_t rel_len,
+                       uint32_t visited, const struct out *items)
+{
+    int64_t ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+    if (!w->next || items->failed || w->now_ns - ctime_ns <= w->settle_ns) return;
+    struct rec r = {
+        (uint64_t)st->st_dev, (uint64_t)st->st_ino,
+        st->st_ctim.tv_sec, st->st_ctim.tv_nsec, st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+        visited, (uint32_t)rel_len, (uint32_t)items->len,
+    };
+    put(w->next, &r, REC_SIZE);
+    put(w->next, rel, rel_len);
+    put(w->next, items->buf, items->len);
+}
 
 static int name_matches(const struct walk *w, const char *name)
 {
@@ -53,11 +181,74 @@ static int name_matches(const struct walk *w, const char *name)
     return 0;
 }
 
-static void walk_dir(struct walk *w, int dfd, char *rel, size_t rel_len)
+static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, size_t rel_len);
+
+/* `rel` + "/" + `name` (or `name` at the root), if it fits; its length, or 0. */
+static size_t join(char *rel, size_t rel_len, const char *name, size_t nl)
 {
+    if (rel_len + nl + 2 >= SBX_PATH_MAX) return 0;
+    size_t at = rel_len;
+    if (at) rel[at++] = '/';
+    memcpy(rel + at, name, nl);
+    rel[at + nl] = '\0';
+    return at + nl;
+}
+
+/* Directories are opened O_PATH (no permission check, no file open) and
+ * reopened for reading only when their record cannot answer. */
+static void descend(struct walk *w, int dfd, const char *name, char *rel, size_t len)
+{
+    int sub = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) return;
+    struct stat st;
+    if (fstat(sub, &st) == 0) walk_dir(w, sub, &st, rel, len);
+    close(sub);
+}
+
+/* Answers a directory from its unchanged record: its matches, then its subdirectories walked. */
+static void replay(struct walk *w, int dfd, const unsigned char *p, char *rel, size_t rel_len)
+{
+    struct rec r;
+    memcpy(&r, p, REC_SIZE);
+    w->visited += r.visited;
+    w->dirs_reused++;
+    const unsigned char *items = p + REC_SIZE + r.rel_len, *end = items + r.items_len;
+    char name[256];
+    while (end - items >= 3) {
+        char tag = (char)items[0];
+        uint16_t nl;
+        memcpy(&nl, items + 1, sizeof nl);
+        items += 3;
+        if (nl == 0 || nl >= sizeof name || nl > end - items) break;
+        memcpy(name, items, nl);
+        name[nl] = '\0';
+        items += nl;
+        if (strchr(name, '/')) break;
+        size_t len = join(rel, rel_len, name, nl);
+        if (len) {
+            if (tag == 's') descend(w, dfd, name, rel, len);
+            else emit(&w->out, tag, rel);
+        }
+        rel[rel_len] = '\0';
+    }
+    /* After the subdirectories, as a directory read is recorded: an unchanged tree gives identical bytes. */
+    if (w->next) put(w->next, p, REC_SIZE + r.rel_len + r.items_len);
+}
+
+static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, size_t rel_len)
+{
+    const unsigned char *known = find_record(w, rel, rel_len, st);
+    if (known) { replay(w, dfd, known, rel, rel_len); return; }
+    w->dirs_read++;
+    int path_fd = dfd;
+    dfd = openat(path_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    struct out items = { NULL, 0, 0, 0 };
+    uint32_t visited = 0;
     char buf[32768];
     for (;;) {
         long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+        if (n < 0) items.failed = 1; /* a partial read must not be recorded as the whole directory */
         if (n <= 0) break;
         for (long off = 0; off < n;) {
             struct dirent64 *d = (struct dirent64 *)(buf + off);
@@ -65,57 +256,88 @@ static void walk_dir(struct walk *w, int dfd, char *rel, size_t rel_len)
             const char *name = d->d_name;
             if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
             w->visited++;
+            visited++;
             size_t nl = strlen(name);
-            if (rel_len + nl + 2 >= SBX_PATH_MAX) continue;
-            size_t at = rel_len;
-            if (at) rel[at++] = '/';
-            memcpy(rel + at, name, nl + 1);
+            size_t len = join(rel, rel_len, name, nl);
+            if (!len) { items.failed = 1; continue; }
             unsigned char type = d->d_type;
             if (type == DT_UNKNOWN) {
-                struct stat st;
-                if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-                    type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISLNK(st.st_mode) ? DT_LNK : DT_REG;
+                struct stat sub;
+                if (fstatat(dfd, name, &sub, AT_SYMLINK_NOFOLLOW) == 0)
+                    type = S_ISDIR(sub.st_mode) ? DT_DIR : S_ISLNK(sub.st_mode) ? DT_LNK : DT_REG;
+                else
+                    items.failed = 1;
             }
             char tag = type == DT_DIR ? 'd' : type == DT_LNK ? 'l' : 'f';
             int matched = 0;
             if (w->n_patterns && name_matches(w, name)) {
                 emit(&w->out, tag, rel);
+                add_item(&items, tag, name, nl);
                 matched = 1;
             } else if (w->n_inodes && type != DT_DIR && type != DT_LNK) {
-                struct stat st;
-                if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1) {
+                struct stat sub;
+                if (fstatat(dfd, name, &sub, AT_SYMLINK_NOFOLLOW) == 0 && sub.st_nlink > 1) {
                     for (int i = 0; i < w->n_inodes; i++)
-                        if (w->inodes[2 * i] == (uint64_t)st.st_dev && w->inodes[2 * i + 1] == (uint64_t)st.st_ino) {
+                        if (w->inodes[2 * i] == (uint64_t)sub.st_dev && w->inodes[2 * i + 1] == (uint64_t)sub.st_ino) {
                             emit(&w->out, tag, rel);
                             break;
                         }
                 }
             }
             if (type == DT_DIR && !matched) {
-                int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (sub >= 0) {
-                    walk_dir(w, sub, rel, at + nl);
-                    close(sub);
-                }
+                add_item(&items, 's', name, nl);
+                descend(w, dfd, name, rel, len);
             }
             rel[rel_len] = '\0';
         }
     }
+    close(dfd);
+    add_record(w, st, rel, rel_len, visited, &items);
+    free(items.buf);
 }
 
 char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
-               const uint64_t *inodes, int n_inodes, long *visited)
+               const uint64_t *inodes, int n_inodes, long *visited, struct sbx_walk_index *index)
 {
-    struct walk w = { patterns, n_patterns, inodes, n_inodes, { NULL, 0, 0, 0 }, 0 };
-    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return NULL;
+    struct walk w = { patterns, n_patterns, inodes, n_inodes, { NULL, 0, 0, 0 }, 0,
+                      NULL, 0, NULL, 0, NULL, 0, 0, 0, 0 };
+    struct out next = { NULL, 0, 0, 0 };
+    /* The index stands for name matches only: the inode pass stats files, whose links change freely. */
+    if (index && n_inodes == 0) {
+        index->next = NULL;
+        index->next_len = 0;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        w.now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        w.settle_ns = index->settle_ns;
+        load_index(&w, index->prev, index->prev_len);
+        put(&next, index_magic, sizeof index_magic);
+        put(&next, &(uint64_t){ 0 }, sizeof(uint64_t));
+        w.next = &next;
+    }
+    int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) { int e = errno; free(w.slots); free(next.buf); errno = e; return NULL; }
     char rel[SBX_PATH_MAX];
     rel[0] = '\0';
-    walk_dir(&w, fd, rel, 0);
+    struct stat st;
+    if (fstat(fd, &st) == 0) walk_dir(&w, fd, &st, rel, 0);
     close(fd);
+    free(w.slots);
     emit(&w.out, '.', "");
-    if (w.out.failed) { free(w.out.buf); errno = ENOMEM; return NULL; }
+    if (w.out.failed) { free(w.out.buf); free(next.buf); errno = ENOMEM; return NULL; }
     w.out.buf[w.out.len - 1] = '\0';
     if (visited) *visited = w.visited;
+    if (w.next) {
+        index->dirs_read = w.dirs_read;
+        index->dirs_reused = w.dirs_reused;
+        if (next.failed) {
+            free(next.buf);
+        } else {
+            uint64_t sum = fnv1a(next.buf + HEAD_SIZE, next.len - HEAD_SIZE);
+            memcpy(next.buf + sizeof index_magic, &sum, sizeof sum);
+            index->next = next.buf;
+            index->next_len = next.len;
+        }
+    }
     return w.out.buf;
 }

@@ -169,9 +169,25 @@ void sbx_janitor_dismiss(struct sbx_janitor *janitor);
  * with a line ".". An entry matches when its name matches one of `patterns`
  * (fnmatch) or, for files with more than one link, its (dev, ino) is one of
  * the `n_inodes` pairs in `inodes`. A matched directory is not descended into.
- * NULL on error (errno set). `visited` receives the number of entries seen. */
+ * NULL on error (errno set). `visited` receives the number of entries seen.
+ *
+ * `index` (name mode only; may be NULL) carries the index of an earlier walk
+ * of the same root with the same patterns in, and this walk's out: its
+ * unchanged directories are not read again (see walk.c). On return `next` is
+ * a malloc'd index for the next walk (NULL if it could not be built) and the
+ * counters say how many directories were read and how many were answered
+ * from `prev`. A directory changed less than `settle_ns` before the walk is
+ * left out of `next`. */
+struct sbx_walk_index {
+    const void *prev;
+    size_t prev_len;
+    int64_t settle_ns;
+    void *next;
+    size_t next_len;
+    long dirs_read, dirs_reused;
+};
 char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
-               const uint64_t *inodes, int n_inodes, long *visited);
+               const uint64_t *inodes, int n_inodes, long *visited, struct sbx_walk_index *index);
 
 /* A network namespace created on a helper thread while the caller plans
  * (root only; see netns.c). prepare returns NULL (errno set) if the thread

@@ -6,9 +6,9 @@ import Glibc
 /// launch does not recompile the same policy (libseccomp takes 1-1.5 ms for
 /// Docker's list; a cached load takes tens of microseconds).
 ///
-/// The disk cache is trusted only when its directory and file belong to the
-/// caller and nobody else can write them: whoever can replace a cached
-/// program can weaken every sandbox. Each file holds its full key, compared
+/// The disk cache is a `CacheDirectory`, trusted only when it and the file
+/// belong to the caller and nobody else can write them: whoever can replace a
+/// cached program can weaken every sandbox. Each file holds its full key, compared
 /// on load, so a stale or colliding entry is never taken for a match. The key
 /// names what the program is made from: the profile's adjustments and the
 /// executable's build ID, which covers the built-in lists, the compiler and
@@ -16,18 +16,18 @@ import Glibc
 /// meant sorting 350 names on every launch). Without a build ID nothing is
 /// cached on disk. Any doubt means "recompile".
 public final class SeccompCache: @unchecked Sendable {
-    public static let shared = SeccompCache(directory: SeccompCache.defaultDirectory())
+    public static let shared = SeccompCache(directory: CacheDirectory.defaultPath())
 
     private var memory: [String: [SeccompProgram]] = [:]
     private let lock = Mutex()
-    let directory: String?
+    let directory: CacheDirectory?
 
-    init(directory: String?) { self.directory = directory }
+    init(directory: String?) { self.directory = directory.map(CacheDirectory.init(path:)) }
 
     public func programs(for seccomp: Profile.Seccomp) throws(SandboxError) -> [SeccompProgram] {
         let key = SeccompCache.key(seccomp)
         if let p = lock.withLock({ memory[key] }) { return p }
-        let file = SeccompCache.buildID == nil ? nil : directory.map { "\($0)/seccomp-\(SeccompCache.fnv1a(key)).bpf" }
+        let file = SeccompCache.buildID == nil ? nil : "seccomp-\(SeccompCache.fnv1a(key)).bpf"
         if let file, let cached = load(file, key: key) {
             lock.withLock { memory[key] = cached }
             return cached
@@ -60,20 +60,9 @@ public final class SeccompCache: @unchecked Sendable {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
-    /// `$SANDBOXD_CACHE`, else /var/cache/sandboxd for root, else $XDG_CACHE_HOME or ~/.cache /sandboxd.
-    static func defaultDirectory() -> String? {
-        func env(_ k: String) -> String? { getenv(k).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
-        if let d = env("SANDBOXD_CACHE") { return d }
-        if geteuid() == 0 { return "/var/cache/sandboxd" }
-        if let x = env("XDG_CACHE_HOME") { return x + "/sandboxd" }
-        return env("HOME").map { $0 + "/.cache/sandboxd" }
-    }
-
     /// File layout: the key line, a line of program lengths (instructions), then the raw programs.
-    private func load(_ path: String, key: String) -> [SeccompProgram]? {
-        guard trusted(parentDirectory(path)), let st = lstatPath(path), (st.st_mode & S_IFMT) == S_IFREG,
-              st.st_uid == geteuid(), st.st_mode & 0o022 == 0, st.st_size < 1 << 20,
-              let bytes = readBytes(path) else { return nil }
+    private func load(_ name: String, key: String) -> [SeccompProgram]? {
+        guard let bytes = directory?.read(name, limit: 1 << 20) else { return nil }
         guard let nl1 = bytes.firstIndex(of: 10), String(decoding: bytes[..<nl1], as: UTF8.self) == key,
               let nl2 = bytes[(nl1 + 1)...].firstIndex(of: 10) else { return nil }
         let lengths = String(decoding: bytes[(nl1 + 1)..<nl2], as: UTF8.self).split(separator: " ").compactMap { Int($0) }
@@ -88,54 +77,18 @@ public final class SeccompCache: @unchecked Sendable {
         return out
     }
 
-    private func store(_ path: String, key: String, _ programs: [SeccompProgram]) {
-        let dir = parentDirectory(path)
-        if lstatPath(dir) == nil { mkdir(dir, 0o700) }
-        guard trusted(dir) else { return }
+    private func store(_ name: String, key: String, _ programs: [SeccompProgram]) {
+        guard let directory else { return }
         var data = Array((key + "\n" + programs.map { String($0.instructionCount) }.joined(separator: " ") + "\n").utf8)
         for p in programs { data += p.bytes }
-        // Best effort: a cache that cannot be written only costs the next launch a compile.
-        try? writeFileAtomically(path, data, mode: 0o600)
-        pruneOtherBuilds(dir)
-    }
-
-    /// Entries of other builds can never match again (their key names another
-    /// build ID): remove them when a new entry is written, so rebuilding does
-    /// not grow the directory. So are the temporary files of writers that were
-    /// killed before their rename (`seccomp-*.bpf.tmp.PID`, PID gone).
-    func pruneOtherBuilds(_ dir: String) {
-        guard let id = SeccompCache.buildID, let d = opendir(dir) else { return }
-        defer { closedir(d) }
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasPrefix("seccomp-") else { continue }
-            let parts = name.split(separator: ".")
-            if parts.count == 4, parts[1] == "bpf", parts[2] == "tmp" {
-                if let pid = Int32(parts[3]), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH { unlink(dir + "/" + name) }
-                continue
-            }
-            guard name.hasSuffix(".bpf"), let bytes = readBytes(dir + "/" + name) else { continue }
-            let firstLine = String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self)
-            if !firstLine.contains("|build \(id)|") { unlink(dir + "/" + name) }
-        }
-    }
-
-    private func trusted(_ dir: String) -> Bool {
-        guard let st = lstatPath(dir) else { return false }
-        return (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == geteuid() && st.st_mode & 0o022 == 0
-    }
-
-    private func readBytes(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return n == 0 ? out : nil }
-            out += buf[0..<n]
+        directory.write(name, data, durable: true)
+        // Entries of other builds can never match again (their key names
+        // another build ID): remove them when a new entry is written, so
+        // rebuilding does not grow the directory.
+        guard let id = SeccompCache.buildID else { return }
+        directory.prune(prefix: "seccomp-", head: 512) { name, head in
+            guard name.hasSuffix(".bpf"), let bytes = head() else { return true }
+            return String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self).contains("|build \(id)|")
         }
     }
 }

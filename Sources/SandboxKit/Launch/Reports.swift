@@ -39,6 +39,9 @@ extension LaunchPlan {
             ("tty", .bool(tty)),
             ("masked_paths", .int(Int64(maskedCount))),
             ("walked_entries", .int(Int64(walkedEntries))),
+            ("walked_directories", .object([
+                ("read", .int(Int64(directoriesRead))), ("reused", .int(Int64(directoriesReused))),
+            ])),
         ])
     }
 }

@@ -24,10 +24,15 @@ struct BlockedPaths {
     var walkRoots: [String]
     var workdir: String
     var hostHome: String
+    /// Where earlier walks are remembered; nil walks every directory every time.
+    var index: WalkIndex? = WalkIndex.shared
 
     struct Result {
         var targets: [String] = []
         var walked = 0
+        /// Directories the `**` walk read, and those its index answered.
+        var directoriesRead = 0
+        var directoriesReused = 0
     }
 
     func resolve(blocked: [String], hide: [String]) -> Result {
@@ -72,9 +77,12 @@ struct BlockedPaths {
 
         if !walkPatterns.isEmpty {
             for root in walkRoots {
-                let (hits, visited) = walk(root, patterns: walkPatterns, inodes: [])
-                out.walked += visited
-                for (type, rel) in hits {
+                guard let walk = index.map({ $0.walk(root, patterns: walkPatterns) })
+                    ?? sbxWalk(root, patterns: walkPatterns, inodes: [], index: nil) else { continue }
+                out.walked += walk.visited
+                out.directoriesRead += walk.directoriesRead
+                out.directoriesReused += walk.directoriesReused
+                for (type, rel) in walk.hits {
                     let host = root + "/" + rel
                     if type == "l" {
                         maskHost(host)
@@ -88,9 +96,9 @@ struct BlockedPaths {
         // Another name for a blocked file's inode would read the same bytes.
         if !inodes.isEmpty {
             for root in walkRoots {
-                let (hits, visited) = walk(root, patterns: [], inodes: inodes)
-                out.walked += visited
-                for (_, rel) in hits {
+                guard let walk = sbxWalk(root, patterns: [], inodes: inodes, index: nil) else { continue }
+                out.walked += walk.visited
+                for (_, rel) in walk.hits {
                     if let target = translate(root + "/" + rel) { add(target) }
                 }
             }
@@ -133,25 +141,5 @@ struct BlockedPaths {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
-    }
-
-    private func walk(_ root: String, patterns: [String], inodes: [(UInt64, UInt64)]) -> ([(Character, String)], Int) {
-        var cPatterns = patterns.map { strdup($0) }
-        defer { cPatterns.forEach { free($0) } }
-        let flat = inodes.flatMap { [$0.0, $0.1] }
-        var visited = 0
-        let raw = cPatterns.withUnsafeMutableBufferPointer { pats -> UnsafeMutablePointer<CChar>? in
-            let base = UnsafeRawPointer(pats.baseAddress)?.assumingMemoryBound(to: UnsafePointer<CChar>?.self)
-            return flat.withUnsafeBufferPointer { ino in
-                sbx_walk(root, base, Int32(pats.count), ino.baseAddress, Int32(inodes.count), &visited)
-            }
-        }
-        guard let raw else { return ([], 0) }
-        defer { free(raw) }
-        var hits: [(Character, String)] = []
-        for line in String(cString: raw).split(separator: "\n") where line != "." {
-            hits.append((line.first!, String(line.dropFirst())))
-        }
-        return (hits, visited)
     }
 }

@@ -81,6 +81,9 @@ public struct LaunchPlan: Sendable, Equatable {
     /// How many blocked-path masks the planner found, and how many entries it walked to find them.
     public var maskedCount: Int
     public var walkedEntries: Int
+    /// Directories the walk read, and those the index of an earlier walk answered (see WalkIndex).
+    public var directoriesRead = 0
+    public var directoriesReused = 0
     /// Checks on the workdir's `.git` after the run (see GitGuard).
     public var gitGuard: GitGuard? = nil
 }

@@ -146,6 +146,8 @@ public struct Planner {
             tty: request.tty,
             maskedCount: blocked.targets.count,
             walkedEntries: blocked.walked,
+            directoriesRead: blocked.directoriesRead,
+            directoriesReused: blocked.directoriesReused,
             gitGuard: gitGuard
         )
     }

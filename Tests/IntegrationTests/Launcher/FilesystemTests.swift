@@ -33,6 +33,39 @@ struct SecretsFixture {
 
 @Suite("Launcher: blocked and protected paths")
 struct BlockedPathTests {
+    /// A workdir large enough for the walk's index (2,000 entries): after the
+    /// index answers a walk, secrets added anywhere are still masked.
+    @Test("a secret added to an indexed workdir reads empty")
+    func secretAddedAfterIndexedWalk() async throws {
+        try await withSbxTemp("walkindex") { dir in
+            for d in 0..<30 {
+                for f in 0..<70 { try dir.write("work/d\(d)/f\(f).c", "") }
+            }
+            // Directories changed in the last two seconds are not recorded.
+            await sbxSleep(2.2)
+            let sbx = SbxExec(workdir: dir.path + "/work", env: ["SANDBOXD_CACHE": dir.path + "/cache"])
+            func walked() async throws -> (read: Int, reused: Int, masks: Int) {
+                let r = await sbx.with { $0.flags = ["--dry-run", "--json-report", "-"] }.run(["true"])
+                let plan = try sbxJSON(r.stdout)
+                let dirs = try #require(plan["walked_directories"] as? [String: Any], "\(r)")
+                return (dirs["read"] as? Int ?? -1, dirs["reused"] as? Int ?? -1, plan["masked_paths"] as? Int ?? -1)
+            }
+            let first = try await walked()
+            #expect(first.read == 31 && first.reused == 0, "\(first)")
+            let second = try await walked()
+            #expect(second.read == 0 && second.reused == 31, "\(second)")
+
+            try dir.write("work/d17/.env.prod", "SECRET\n")
+            try dir.write("work/d4/new/id_rsa", "SECRET\n")
+            for secret in ["d17/.env.prod", "d4/new/id_rsa"] {
+                let r = await sbx.probe("read", secret)
+                #expect(r.line == "OK len=0 data=", "\(secret): \(r)")
+            }
+            let third = try await walked()
+            #expect(third.read == 3 && third.reused == 29 && third.masks == second.masks + 2, "\(third) after \(second)")
+        }
+    }
+
     /// Every secret reads as an empty file.
     @Test("a blocked file reads empty", arguments: SecretsFixture.secrets)
     func blockedFileIsEmpty(path: String) async throws {
