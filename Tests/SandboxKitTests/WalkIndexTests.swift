@@ -25,17 +25,17 @@ struct WalkIndexTests {
         return ix
     }
 
-    func hits(_ w: WalkIndex.Walk?) -> [String] { (w?.hits ?? []).map { "\($0.type) \($0.path)" }.sorted() }
+    func hits(_ w: WalkIndex.Walk) -> [String] { w.hits.map { "\($0.type) \($0.path)" }.sorted() }
 
     @Test func unchangedDirectoriesAreAnsweredAndChangedOnesRead() throws {
         try withTempDir { dir in
             let root = dir + "/work"
             try makeTree(root)
             let ix = index(dir)
-            let first = try #require(ix.walk(root, patterns: Self.patterns))
+            let first = try ix.walk(root, patterns: Self.patterns)
             #expect(first.directoriesRead == 25 && first.directoriesReused == 0, "root, 12 dN, 12 dN/sub")
             #expect(hits(first) == ["f d3/sub/.env"])
-            let second = try #require(ix.walk(root, patterns: Self.patterns))
+            let second = try ix.walk(root, patterns: Self.patterns)
             #expect(second.directoriesRead == 0 && second.directoriesReused == 25)
             #expect(hits(second) == hits(first) && second.visited == first.visited)
 
@@ -43,7 +43,7 @@ struct WalkIndexTests {
             usleep(20_000)
             try writeTestFile(root + "/d7/sub/key.pem")
             try writeTestFile(root + "/d9/new/deeper/.env.local")
-            let third = try #require(ix.walk(root, patterns: Self.patterns))
+            let third = try ix.walk(root, patterns: Self.patterns)
             #expect(hits(third) == ["f d3/sub/.env", "f d7/sub/key.pem", "f d9/new/deeper/.env.local"])
             #expect(third.directoriesRead == 4, "d7/sub, d9, and the new d9/new and d9/new/deeper")
             #expect(third.directoriesReused == 23)
@@ -51,7 +51,7 @@ struct WalkIndexTests {
             // A removed secret is gone from the answer too.
             usleep(20_000)
             unlink(root + "/d3/sub/.env")
-            let fourth = try #require(ix.walk(root, patterns: Self.patterns))
+            let fourth = try ix.walk(root, patterns: Self.patterns)
             #expect(hits(fourth) == ["f d7/sub/key.pem", "f d9/new/deeper/.env.local"])
             #expect(fourth.directoriesRead == 1)
         }
@@ -63,11 +63,11 @@ struct WalkIndexTests {
             try makeTree(root)
             try writeTestFile(dir + "/outside/.env")
             let ix = index(dir)
-            _ = ix.walk(root, patterns: Self.patterns)
+            _ = try ix.walk(root, patterns: Self.patterns)
             usleep(20_000)
             try FileManager.default.removeItem(atPath: root + "/d5")
             #expect(symlink(dir + "/outside", root + "/d5") == 0)
-            let after = try #require(ix.walk(root, patterns: Self.patterns))
+            let after = try ix.walk(root, patterns: Self.patterns)
             #expect(hits(after) == ["f d3/sub/.env"], "the walk never follows a symlink, indexed or not")
             #expect(after.directoriesRead == 1, "only the root, whose entry changed")
         }
@@ -78,7 +78,7 @@ struct WalkIndexTests {
             let root = dir + "/work"
             try makeTree(root)
             let ix = index(dir)
-            let truth = hits(ix.walk(root, patterns: Self.patterns))
+            let truth = hits(try ix.walk(root, patterns: Self.patterns))
             let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/cache").filter { $0.hasPrefix("walk-") }
             #expect(files.count == 1)
             let file = dir + "/cache/" + files[0]
@@ -87,20 +87,20 @@ struct WalkIndexTests {
             var bytes = try #require(FileManager.default.contents(atPath: file))
             bytes[bytes.count - 2] ^= 0x01
             try bytes.write(to: URL(fileURLWithPath: file))
-            let damaged = try #require(ix.walk(root, patterns: Self.patterns))
+            let damaged = try ix.walk(root, patterns: Self.patterns)
             #expect(damaged.directoriesReused == 0 && hits(damaged) == truth)
 
             // Rewritten whole by that walk; now writable by others: not read.
-            #expect(ix.walk(root, patterns: Self.patterns)?.directoriesReused == 25)
+            #expect(try ix.walk(root, patterns: Self.patterns).directoriesReused == 25)
             chmod(file, 0o622)
-            #expect(ix.walk(root, patterns: Self.patterns)?.directoriesReused == 0)
+            #expect(try ix.walk(root, patterns: Self.patterns).directoriesReused == 0)
             chmod(file, 0o600)
             chmod(dir + "/cache", 0o777)
-            #expect(ix.walk(root, patterns: Self.patterns)?.directoriesReused == 0)
+            #expect(try ix.walk(root, patterns: Self.patterns).directoriesReused == 0)
             chmod(dir + "/cache", 0o700)
 
             // Another pattern list has its own entry.
-            let other = try #require(ix.walk(root, patterns: ["*.c"]))
+            let other = try ix.walk(root, patterns: ["*.c"])
             #expect(other.directoriesReused == 0 && other.hits.count == 120)
         }
     }
@@ -111,8 +111,8 @@ struct WalkIndexTests {
             try makeTree(root)
             // Everything was made just now: within a minute's settle, nothing may be trusted later.
             let ix = index(dir, settle: 60_000_000_000)
-            _ = ix.walk(root, patterns: Self.patterns)
-            let again = try #require(ix.walk(root, patterns: Self.patterns))
+            _ = try ix.walk(root, patterns: Self.patterns)
+            let again = try ix.walk(root, patterns: Self.patterns)
             #expect(again.directoriesReused == 0 && again.directoriesRead == 25)
         }
     }
@@ -123,9 +123,17 @@ struct WalkIndexTests {
             try makeTree(root)
             var ix = index(dir)
             ix.minimumEntries = 1_000
-            _ = ix.walk(root, patterns: Self.patterns)
+            _ = try ix.walk(root, patterns: Self.patterns)
             let files = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/cache")) ?? []
             #expect(files.filter { $0.hasPrefix("walk-") }.isEmpty)
+        }
+    }
+
+    @Test func aWalkThatFailsIsAnErrorNotAnEmptyAnswer() throws {
+        try withTempDir { dir in
+            #expect(throws: SandboxError.self) { try index(dir).walk(dir + "/missing", patterns: Self.patterns) }
+            let b = BlockedPaths(binds: [(dir, dir)], walkRoots: [dir + "/missing"], workdir: dir, hostHome: "/nonexistent")
+            #expect(throws: SandboxError.self) { try b.resolve(blocked: ["**/.env*"], hide: []) }
         }
     }
 }

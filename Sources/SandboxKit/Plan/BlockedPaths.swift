@@ -35,7 +35,7 @@ struct BlockedPaths {
         var directoriesReused = 0
     }
 
-    func resolve(blocked: [String], hide: [String]) -> Result {
+    func resolve(blocked: [String], hide: [String]) throws(SandboxError) -> Result {
         var out = Result()
         var seen = Set<String>()
         var inodes: [(UInt64, UInt64)] = []
@@ -77,8 +77,8 @@ struct BlockedPaths {
 
         if !walkPatterns.isEmpty {
             for root in walkRoots {
-                guard let walk = index.map({ $0.walk(root, patterns: walkPatterns) })
-                    ?? sbxWalk(root, patterns: walkPatterns, inodes: [], index: nil) else { continue }
+                let walk = if let index { try index.walk(root, patterns: walkPatterns) }
+                    else { try sbxWalk(root, patterns: walkPatterns, inodes: [], index: nil) }
                 out.walked += walk.visited
                 out.directoriesRead += walk.directoriesRead
                 out.directoriesReused += walk.directoriesReused
@@ -96,7 +96,7 @@ struct BlockedPaths {
         // Another name for a blocked file's inode would read the same bytes.
         if !inodes.isEmpty {
             for root in walkRoots {
-                guard let walk = sbxWalk(root, patterns: [], inodes: inodes, index: nil) else { continue }
+                let walk = try sbxWalk(root, patterns: [], inodes: inodes, index: nil)
                 out.walked += walk.visited
                 for (_, rel) in walk.hits {
                     if let target = translate(root + "/" + rel) { add(target) }

@@ -116,7 +116,7 @@ public struct Planner {
             }
         }
 
-        let blocked = BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
+        let blocked = try BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
             .resolve(blocked: fs.blocked, hide: fs.hide)
         for target in blocked.targets {
             mounts.append(.init(.mask, target: target, optional: true))

@@ -24,8 +24,8 @@ struct WalkIndex: Sendable {
     }
 
     /// `root` walked for names matching `patterns`, from and into the index.
-    func walk(_ root: String, patterns: [String]) -> Walk? {
-        guard let id = SeccompCache.buildID else { return sbxWalk(root, patterns: patterns, inodes: [], index: nil) }
+    func walk(_ root: String, patterns: [String]) throws(SandboxError) -> Walk {
+        guard let id = SeccompCache.buildID else { return try sbxWalk(root, patterns: patterns, inodes: [], index: nil) }
         let key = WalkIndex.key(root: root, patterns: patterns, build: id)
         let name = "walk-\(SeccompCache.fnv1a(key)).idx"
         var prev: ArraySlice<UInt8> = []
@@ -36,13 +36,13 @@ struct WalkIndex: Sendable {
         }
         var index = sbx_walk_index()
         index.settle_ns = settleNanoseconds
-        let result = prev.withUnsafeBytes { raw -> Walk? in
+        let outcome = prev.withUnsafeBytes { raw -> Swift.Result<Walk, SandboxError> in
             index.prev = raw.baseAddress
             index.prev_len = raw.count
-            return sbxWalk(root, patterns: patterns, inodes: [], index: &index)
+            do throws(SandboxError) { return .success(try sbxWalk(root, patterns: patterns, inodes: [], index: &index)) } catch { return .failure(error) }
         }
         defer { free(index.next) }
-        guard var result else { return nil }
+        var result = try outcome.get()
         result.directoriesRead = index.dirs_read
         result.directoriesReused = index.dirs_reused
         if let next = index.next, result.visited >= minimumEntries {
@@ -74,19 +74,26 @@ struct WalkIndex: Sendable {
 }
 
 /// `sbx_walk` for Swift: the matches as (type letter, path relative to `root`).
+/// A walk that fails is an error, never an empty answer: the sandbox would
+/// show what the profile hides.
 func sbxWalk(_ root: String, patterns: [String], inodes: [(UInt64, UInt64)],
-             index: UnsafeMutablePointer<sbx_walk_index>?) -> WalkIndex.Walk? {
+             index: UnsafeMutablePointer<sbx_walk_index>?) throws(SandboxError) -> WalkIndex.Walk {
     var cPatterns = patterns.map { strdup($0) }
     defer { cPatterns.forEach { free($0) } }
     let flat = inodes.flatMap { [$0.0, $0.1] }
     var visited = 0
+    var failure: Int32 = 0
     let raw = cPatterns.withUnsafeMutableBufferPointer { pats -> UnsafeMutablePointer<CChar>? in
         let base = UnsafeRawPointer(pats.baseAddress)?.assumingMemoryBound(to: UnsafePointer<CChar>?.self)
         return flat.withUnsafeBufferPointer { ino in
-            sbx_walk(root, base, Int32(pats.count), ino.baseAddress, Int32(inodes.count), &visited, index)
+            let r = sbx_walk(root, base, Int32(pats.count), ino.baseAddress, Int32(inodes.count), &visited, index)
+            failure = errno
+            return r
         }
     }
-    guard let raw else { return nil }
+    guard let raw else {
+        throw SandboxError("blocked paths: cannot walk \(root): \(errnoString(failure)); the masks the profile asks for cannot be found")
+    }
     defer { free(raw) }
     var out = WalkIndex.Walk()
     out.visited = visited
