@@ -223,7 +223,8 @@ static void replay(struct walk *w, int dfd, const unsigned char *p, char *rel, s
         memcpy(name, items, nl);
         name[nl] = '\0';
         items += nl;
-        if (strchr(name, '/')) break;
+        /* Only sandboxd writes an index, but a damaged one must not lead the walk out of its tree. */
+        if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) break;
         size_t len = join(rel, rel_len, name, nl);
         if (len) {
             if (tag == 's') descend(w, dfd, name, rel, len);
