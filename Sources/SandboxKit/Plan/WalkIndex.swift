@@ -50,6 +50,8 @@ struct WalkIndex: Sendable {
             let same = fresh.count == prev.count && prev.withUnsafeBytes { $0.isEmpty || memcmp($0.baseAddress!, next, fresh.count) == 0 }
             if !same {
                 directory.write(name, keyBytes + Array(fresh), durable: false)
+                // Pruning reads every entry's key: only when an entry is new, not on every change of a known tree.
+                guard prev.isEmpty else { return result }
                 let monthAgo = time(nil) - 30 * 86_400
                 directory.prune(prefix: "walk-", head: 4096) { name, head in
                     guard name.hasSuffix(".idx"), let bytes = head() else { return true }
