@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,7 @@ static int reserve(struct out *o, size_t n)
 
 static void put(struct out *o, const void *p, size_t n)
 {
-    if (!reserve(o, n)) return;
+    if (n == 0 || !reserve(o, n)) return;
     memcpy(o->buf + o->len, p, n);
     o->len += n;
 }
@@ -71,7 +72,7 @@ static const char index_magic[8] = { 'S', 'B', 'X', 'W', 'A', 'L', 'K', 1 };
 struct rec {
     uint64_t dev, ino;
     int64_t ctime_s, ctime_ns, mtime_s, mtime_ns;
-    uint32_t visited, rel_len, items_len;
+    uint32_t visited, rel_len, items_len, zero; /* explicit padding, written as 0 */
 };
 #define REC_SIZE sizeof(struct rec)
 #define HEAD_SIZE (sizeof index_magic + sizeof(uint64_t))
@@ -97,7 +98,11 @@ struct walk {
     uint32_t *slots;
     size_t n_slots;
     struct out *next; /* the index being written, or NULL */
-    int64_t now_ns, settle_ns;
+    int64_t now_s, now_ns, settle_ns;
+    /* Devices whose file system keeps a ctime the index can trust (see trusted_fs). */
+    uint64_t fs_dev[16];
+    signed char fs_ok[16];
+    int n_fs;
     long dirs_read, dirs_reused;
 };
 
@@ -159,15 +164,23 @@ static void add_item(struct out *items, char tag, const char *name, size_t len)
     put(items, name, len);
 }
 
+/* Changed long enough before the walk that a later change must move its ctime.
+ * A ctime with no nanoseconds suggests coarse or synthesized timestamps: not recorded. */
+static int settled(const struct walk *w, const struct stat *st)
+{
+    int64_t s = st->st_ctim.tv_sec, ns = st->st_ctim.tv_nsec;
+    if (ns == 0 || s > w->now_s || w->now_s - s > INT64_MAX / 1000000000 - 1) return 0;
+    return (w->now_s - s) * 1000000000 + (w->now_ns - ns) > w->settle_ns;
+}
+
 static void add_record(struct walk *w, const struct stat *st, const char *rel, size_t rel_len,
                        uint32_t visited, const struct out *items)
 {
-    int64_t ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
-    if (!w->next || items->failed || w->now_ns - ctime_ns <= w->settle_ns) return;
+    if (!w->next || items->failed || !settled(w, st)) return;
     struct rec r = {
         (uint64_t)st->st_dev, (uint64_t)st->st_ino,
         st->st_ctim.tv_sec, st->st_ctim.tv_nsec, st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
-        visited, (uint32_t)rel_len, (uint32_t)items->len,
+        visited, (uint32_t)rel_len, (uint32_t)items->len, 0,
     };
     put(w->next, &r, REC_SIZE);
     put(w->next, rel, rel_len);
@@ -236,9 +249,37 @@ static void replay(struct walk *w, int dfd, const unsigned char *p, char *rel, s
     if (w->next) put(w->next, p, REC_SIZE + r.rel_len + r.items_len);
 }
 
+/* Local file systems whose ctime the kernel sets on every change to a
+ * directory and no user can set back. Elsewhere (vfat derives ctime from
+ * mtime; FUSE, NFS, 9p, SMB report another machine's or a cached time) the
+ * index is neither used nor written. */
+static int trusted_fs(struct walk *w, int fd, const struct stat *st)
+{
+    for (int i = 0; i < w->n_fs; i++)
+        if (w->fs_dev[i] == (uint64_t)st->st_dev) return w->fs_ok[i];
+    struct statfs sf;
+    int ok = 0;
+    if (fstatfs(fd, &sf) == 0) {
+        switch ((unsigned long)sf.f_type) {
+        case 0xEF53:     /* ext2/3/4 */
+        case 0x58465342: /* xfs */
+        case 0x9123683E: /* btrfs */
+        case 0x01021994: /* tmpfs */
+        case 0xF2F52010: /* f2fs */
+            ok = 1;
+        }
+    }
+    if (w->n_fs < (int)(sizeof w->fs_dev / sizeof w->fs_dev[0])) {
+        w->fs_dev[w->n_fs] = (uint64_t)st->st_dev;
+        w->fs_ok[w->n_fs++] = (signed char)ok;
+    }
+    return ok;
+}
+
 static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, size_t rel_len)
 {
-    const unsigned char *known = find_record(w, rel, rel_len, st);
+    int indexed = w->next && trusted_fs(w, dfd, st);
+    const unsigned char *known = indexed ? find_record(w, rel, rel_len, st) : NULL;
     if (known) { replay(w, dfd, known, rel, rel_len); return; }
     w->dirs_read++;
     int path_fd = dfd;
@@ -246,9 +287,11 @@ static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, 
     if (dfd < 0) return;
     struct out items = { NULL, 0, 0, 0 };
     uint32_t visited = 0;
-    char buf[32768];
+    /* On the heap: a deep tree must not exhaust the stack, one frame per level. */
+    char *buf = malloc(32768);
+    if (!buf) { close(dfd); w->out.failed = 1; return; }
     for (;;) {
-        long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+        long n = syscall(SYS_getdents64, dfd, buf, 32768);
         if (n < 0) items.failed = 1; /* a partial read must not be recorded as the whole directory */
         if (n <= 0) break;
         for (long off = 0; off < n;) {
@@ -292,7 +335,9 @@ static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, 
             rel[rel_len] = '\0';
         }
     }
+    free(buf);
     close(dfd);
+    if (!indexed) items.failed = 1;
     add_record(w, st, rel, rel_len, visited, &items);
     free(items.buf);
 }
@@ -300,8 +345,7 @@ static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, 
 char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
                const uint64_t *inodes, int n_inodes, long *visited, struct sbx_walk_index *index)
 {
-    struct walk w = { patterns, n_patterns, inodes, n_inodes, { NULL, 0, 0, 0 }, 0,
-                      NULL, 0, NULL, 0, NULL, 0, 0, 0, 0 };
+    struct walk w = { .patterns = patterns, .n_patterns = n_patterns, .inodes = inodes, .n_inodes = n_inodes };
     struct out next = { NULL, 0, 0, 0 };
     /* The index stands for name matches only: the inode pass stats files, whose links change freely. */
     if (index && n_inodes == 0) {
@@ -309,7 +353,8 @@ char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
         index->next_len = 0;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        w.now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        w.now_s = now.tv_sec;
+        w.now_ns = now.tv_nsec;
         w.settle_ns = index->settle_ns;
         load_index(&w, index->prev, index->prev_len);
         put(&next, index_magic, sizeof index_magic);

@@ -136,4 +136,51 @@ struct WalkIndexTests {
             #expect(throws: SandboxError.self) { try b.resolve(blocked: ["**/.env*"], hide: []) }
         }
     }
+
+    /// The index trusts ctime, not mtime: restoring a directory's mtime after
+    /// adding a secret (as `rsync -a`, `tar x` or a hostile process could) does not hide it.
+    @Test func aRestoredMtimeDoesNotHideAChange() throws {
+        try withTempDir { dir in
+            let root = dir + "/work"
+            try makeTree(root)
+            let ix = index(dir)
+            _ = try ix.walk(root, patterns: Self.patterns)
+            let d = root + "/d2/sub"
+            let before = try #require(lstatPath(d))
+            usleep(20_000)
+            try writeTestFile(d + "/.env.restored")
+            var times = [before.st_atim, before.st_mtim]
+            #expect(utimensat(AT_FDCWD, d, &times, 0) == 0)
+            #expect(lstatPath(d)?.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
+            let after = try ix.walk(root, patterns: Self.patterns)
+            #expect(hits(after).contains("f d2/sub/.env.restored"))
+            #expect(after.directoriesRead == 1)
+        }
+    }
+
+    @Test func anUnchangedTreeDoesNotRewriteItsIndex() throws {
+        try withTempDir { dir in
+            let root = dir + "/work"
+            try makeTree(root)
+            let ix = index(dir)
+            _ = try ix.walk(root, patterns: Self.patterns)
+            let name = try #require(FileManager.default.contentsOfDirectory(atPath: dir + "/cache").first { $0.hasPrefix("walk-") })
+            let first = try #require(lstatPath(dir + "/cache/" + name))
+            _ = try ix.walk(root, patterns: Self.patterns)
+            let second = try #require(lstatPath(dir + "/cache/" + name))
+            #expect(first.st_ino == second.st_ino, "an atomic rewrite would be a new inode")
+        }
+    }
+
+    @Test func aCacheInsideAWritableTreeIsExposed() throws {
+        try withTempDir { dir in
+            try writeTestFile(dir + "/work/x")
+            let work = try #require(resolvedPath(dir + "/work"))
+            #expect(CacheDirectory(path: dir + "/work/.cache/sandboxd").isExposed(to: [work]), "not made yet")
+            #expect(symlink(dir + "/work", dir + "/alias") == 0)
+            #expect(CacheDirectory(path: dir + "/alias/c").isExposed(to: [work]), "reached through a symlink")
+            #expect(!CacheDirectory(path: dir + "/cache").isExposed(to: [work]))
+            #expect(!CacheDirectory(path: dir + "/workcache").isExposed(to: [work]))
+        }
+    }
 }

@@ -24,10 +24,11 @@ public final class SeccompCache: @unchecked Sendable {
 
     init(directory: String?) { self.directory = directory.map(CacheDirectory.init(path:)) }
 
-    public func programs(for seccomp: Profile.Seccomp) throws(SandboxError) -> [SeccompProgram] {
+    /// `disk: false` for a launch that could write the cache directory (see `CacheDirectory.isExposed`).
+    public func programs(for seccomp: Profile.Seccomp, disk: Bool = true) throws(SandboxError) -> [SeccompProgram] {
         let key = SeccompCache.key(seccomp)
         if let p = lock.withLock({ memory[key] }) { return p }
-        let file = SeccompCache.buildID == nil ? nil : "seccomp-\(SeccompCache.fnv1a(key)).bpf"
+        let file = SeccompCache.buildID == nil || !disk ? nil : "seccomp-\(SeccompCache.fnv1a(key)).bpf"
         if let file, let cached = load(file, key: key) {
             lock.withLock { memory[key] = cached }
             return cached

@@ -116,8 +116,11 @@ public struct Planner {
             }
         }
 
-        let blocked = try BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
-            .resolve(blocked: fs.blocked, hide: fs.hide)
+        // Caches the sandbox could write are not used for it (or by it for later launches).
+        let cacheSafe = !(SeccompCache.shared.directory?.isExposed(to: walkRoots) ?? false)
+        var blockedPaths = BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
+        if !cacheSafe { blockedPaths.index = nil }
+        let blocked = try blockedPaths.resolve(blocked: fs.blocked, hide: fs.hide)
         for target in blocked.targets {
             mounts.append(.init(.mask, target: target, optional: true))
         }
@@ -125,7 +128,7 @@ public struct Planner {
         let env = environment(profile: profile, request: request, ids: ids, cwd: inside)
         let pathSearch = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"
         let capMask = try Capabilities.mask(profile.capabilities.keep)
-        let programs = try SeccompCache.shared.programs(for: profile.seccomp)
+        let programs = try SeccompCache.shared.programs(for: profile.seccomp, disk: cacheSafe)
 
         return LaunchPlan(
             profile: profile.name,

@@ -48,7 +48,9 @@ struct WalkIndex: Sendable {
         if let next = index.next, result.visited >= minimumEntries {
             let fresh = UnsafeRawBufferPointer(start: next, count: index.next_len)
             let same = fresh.count == prev.count && prev.withUnsafeBytes { $0.isEmpty || memcmp($0.baseAddress!, next, fresh.count) == 0 }
-            if !same {
+            if same {
+                directory.markUsed(name)
+            } else {
                 directory.write(name, keyBytes + Array(fresh), durable: false)
                 // Pruning reads every entry's key: only when an entry is new, not on every change of a known tree.
                 guard prev.isEmpty else { return result }

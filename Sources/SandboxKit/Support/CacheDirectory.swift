@@ -53,11 +53,18 @@ struct CacheDirectory: Sendable {
         }
     }
 
+    /// Marks an entry as in use (its mtime, which pruning by age reads), at most once a day.
+    func markUsed(_ name: String) {
+        let file = path + "/" + name
+        guard let st = lstatPath(file), st.st_mtim.tv_sec < time(nil) - 86_400 else { return }
+        utimensat(AT_FDCWD, file, nil, AT_SYMLINK_NOFOLLOW)
+    }
+
     /// Removes entries starting with `prefix` that `keep` rejects (given the
     /// name and a reader of the entry's first `head` bytes), and the temporary
     /// files of writers killed before their rename (`NAME.tmp.PID`, PID gone).
     func prune(prefix: String, head: Int, keep: (String, () -> [UInt8]?) -> Bool) {
-        guard let d = opendir(path) else { return }
+        guard trusted(), let d = opendir(path) else { return }
         defer { closedir(d) }
         while let entry = readdir(d) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -69,6 +76,23 @@ struct CacheDirectory: Sendable {
             }
             if !keep(name, { read(name, limit: head, prefixOnly: true) }) { unlink(path + "/" + name) }
         }
+    }
+
+    /// Whether a sandbox whose writable trees are `roots` (host paths,
+    /// resolved) could write here: through a bound HOME or workdir it could
+    /// forge entries the next launch trusts (they would be ours), so such a
+    /// launch must neither read nor write the cache.
+    func isExposed(to roots: [String]) -> Bool {
+        // The cache may not exist yet: resolve its deepest existing ancestor.
+        var head = path, tail = ""
+        while resolvedPath(head) == nil, head != "/", !head.isEmpty {
+            let i = head.lastIndex(of: "/") ?? head.startIndex
+            tail = String(head[i...]) + tail
+            head = i == head.startIndex ? "/" : String(head[..<i])
+        }
+        guard let real = resolvedPath(head.isEmpty ? "." : head) else { return true }
+        let full = (real == "/" ? "" : real) + tail
+        return roots.contains { isWithin(full.isEmpty ? "/" : full, $0) }
     }
 
     private func trusted() -> Bool {

@@ -63,6 +63,15 @@ struct BlockedPathTests {
             }
             let third = try await walked()
             #expect(third.read == 3 && third.reused == 29 && third.masks == second.masks + 2, "\(third) after \(second)")
+
+            // A cache the sandbox could write (here inside its workdir) is neither read nor written.
+            let exposed = sbx.with { $0.spawn.environment["SANDBOXD_CACHE"] = dir.path + "/work/.cache" }
+            for _ in 0..<2 {
+                let r = await exposed.with { $0.flags = ["--dry-run", "--json-report", "-"] }.run(["true"])
+                let dirs = try #require(try sbxJSON(r.stdout)["walked_directories"] as? [String: Any], "\(r)")
+                #expect(dirs["reused"] as? Int == 0, "\(dirs)")
+            }
+            #expect(!dir.exists("work/.cache"), "nothing written where the sandbox could forge it")
         }
     }
 
