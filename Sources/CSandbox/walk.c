@@ -282,8 +282,7 @@ static void walk_dir(struct walk *w, int dfd, const struct stat *st, char *rel, 
     const unsigned char *known = indexed ? find_record(w, rel, rel_len, st) : NULL;
     if (known) { replay(w, dfd, known, rel, rel_len); return; }
     w->dirs_read++;
-    int path_fd = dfd;
-    dfd = openat(path_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* the caller's O_PATH fd stays theirs */
     if (dfd < 0) return;
     struct out items = { NULL, 0, 0, 0 };
     uint32_t visited = 0;

@@ -25,6 +25,15 @@ struct WalkIndexTests {
         return ix
     }
 
+    /// A tree under `dir`, walked once into its index.
+    func indexedTree(_ dir: String) throws -> (root: String, index: WalkIndex) {
+        let root = dir + "/work"
+        try makeTree(root)
+        let ix = index(dir)
+        _ = try ix.walk(root, patterns: Self.patterns)
+        return (root, ix)
+    }
+
     func hits(_ w: WalkIndex.Walk) -> [String] { w.hits.map { "\($0.type) \($0.path)" }.sorted() }
 
     @Test func unchangedDirectoriesAreAnsweredAndChangedOnesRead() throws {
@@ -59,11 +68,8 @@ struct WalkIndexTests {
 
     @Test func aDirectorySwappedForASymlinkIsNotFollowed() throws {
         try withTempDir { dir in
-            let root = dir + "/work"
-            try makeTree(root)
+            let (root, ix) = try indexedTree(dir)
             try writeTestFile(dir + "/outside/.env")
-            let ix = index(dir)
-            _ = try ix.walk(root, patterns: Self.patterns)
             usleep(20_000)
             try FileManager.default.removeItem(atPath: root + "/d5")
             #expect(symlink(dir + "/outside", root + "/d5") == 0)
@@ -141,10 +147,7 @@ struct WalkIndexTests {
     /// adding a secret (as `rsync -a`, `tar x` or a hostile process could) does not hide it.
     @Test func aRestoredMtimeDoesNotHideAChange() throws {
         try withTempDir { dir in
-            let root = dir + "/work"
-            try makeTree(root)
-            let ix = index(dir)
-            _ = try ix.walk(root, patterns: Self.patterns)
+            let (root, ix) = try indexedTree(dir)
             let d = root + "/d2/sub"
             let before = try #require(lstatPath(d))
             usleep(20_000)
@@ -160,10 +163,7 @@ struct WalkIndexTests {
 
     @Test func anUnchangedTreeDoesNotRewriteItsIndex() throws {
         try withTempDir { dir in
-            let root = dir + "/work"
-            try makeTree(root)
-            let ix = index(dir)
-            _ = try ix.walk(root, patterns: Self.patterns)
+            let (root, ix) = try indexedTree(dir)
             let name = try #require(FileManager.default.contentsOfDirectory(atPath: dir + "/cache").first { $0.hasPrefix("walk-") })
             let first = try #require(lstatPath(dir + "/cache/" + name))
             _ = try ix.walk(root, patterns: Self.patterns)

@@ -16,7 +16,7 @@ import Glibc
 /// meant sorting 350 names on every launch). Without a build ID nothing is
 /// cached on disk. Any doubt means "recompile".
 public final class SeccompCache: @unchecked Sendable {
-    public static let shared = SeccompCache(directory: CacheDirectory.defaultPath())
+    public static let shared = SeccompCache(directory: CacheDirectory.shared?.path)
 
     private var memory: [String: [SeccompProgram]] = [:]
     private let lock = Mutex()

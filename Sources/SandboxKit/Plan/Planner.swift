@@ -117,7 +117,7 @@ public struct Planner {
         }
 
         // Caches the sandbox could write are not used for it (or by it for later launches).
-        let cacheSafe = !(SeccompCache.shared.directory?.isExposed(to: walkRoots) ?? false)
+        let cacheSafe = !(CacheDirectory.shared?.isExposed(to: walkRoots) ?? false)
         var blockedPaths = BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
         if !cacheSafe { blockedPaths.index = nil }
         let blocked = try blockedPaths.resolve(blocked: fs.blocked, hide: fs.hide)

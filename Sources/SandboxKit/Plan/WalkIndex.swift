@@ -8,7 +8,7 @@ import Glibc
 /// walk's rules are code). An entry is written without a sync: it carries a
 /// checksum, and a lost or torn one only means a full walk.
 struct WalkIndex: Sendable {
-    static let shared: WalkIndex? = CacheDirectory.defaultPath().map { WalkIndex(directory: CacheDirectory(path: $0)) }
+    static let shared: WalkIndex? = CacheDirectory.shared.map { WalkIndex(directory: $0) }
 
     let directory: CacheDirectory
     /// Directories changed this recently are read again next time (see walk.c).

@@ -8,6 +8,9 @@ import Glibc
 struct CacheDirectory: Sendable {
     let path: String
 
+    /// The caller's cache (`defaultPath`), shared by the seccomp cache and the walk index.
+    static let shared: CacheDirectory? = defaultPath().map(CacheDirectory.init(path:))
+
     /// `$SANDBOXD_CACHE`, else /var/cache/sandboxd for root, else $XDG_CACHE_HOME or ~/.cache /sandboxd.
     static func defaultPath() -> String? {
         func env(_ k: String) -> String? { getenv(k).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
