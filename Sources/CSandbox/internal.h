@@ -15,4 +15,27 @@ int sbx_concat(char *dst, size_t cap, const char *a, const char *b);
 int sbx_format_int(char *buf, size_t cap, long v);
 /* "/proc/<pid>/<name>" */
 void sbx_format_proc_path(char *buf, size_t cap, pid_t pid, const char *name);
+
+/* A system call that returns -errno instead of setting errno: for processes
+ * that share sandboxd's memory and thread-local storage (the janitor, the
+ * finisher), where a libc wrapper would write sandboxd's errno. */
+static inline long sbx_sys(long n, long a, long b, long c, long d)
+{
+    long ret;
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    ret = x0;
+#else
+#error "sandboxd's janitor and finisher need a raw system call stub for this architecture"
+#endif
+    return ret;
+}
 #endif

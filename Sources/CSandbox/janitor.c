@@ -13,7 +13,7 @@
  *  - everything it reads (the paths, its stack) is allocated here before the
  *    clone and freed only after the janitor has been reaped;
  *  - it shares sandboxd's thread-local storage, so it must not write errno:
- *    it makes raw system calls only (sys() below), never libc wrappers.
+ *    it makes raw system calls only (sbx_sys, internal.h), never libc wrappers.
  */
 #define _GNU_SOURCE
 #include "csandbox.h"
@@ -33,27 +33,6 @@
 
 #define JANITOR_STACK (64 * 1024)
 
-/* A system call that returns -errno instead of setting errno. */
-static long sys(long n, long a, long b, long c, long d)
-{
-    long ret;
-#if defined(__x86_64__)
-    register long r10 __asm__("r10") = d;
-    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
-#elif defined(__aarch64__)
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
-    ret = x0;
-#else
-#error "sandboxd's janitor needs a raw system call stub for this architecture"
-#endif
-    return ret;
-}
-
 struct janitor_args {
     int rfd;
     const char *const *dirs; /* in the block allocated by sbx_janitor_start */
@@ -61,7 +40,7 @@ struct janitor_args {
 
 static int remove_dir(const char *dir)
 {
-    long r = sys(SYS_unlinkat, AT_FDCWD, (long)dir, AT_REMOVEDIR, 0);
+    long r = sbx_sys(SYS_unlinkat, AT_FDCWD, (long)dir, AT_REMOVEDIR, 0);
     return r == 0 || r == -ENOENT ? 0 : -1;
 }
 
@@ -69,40 +48,40 @@ static void kill_members(const char *dir)
 {
     char path[SBX_PATH_MAX], buf[4096];
     if (sbx_concat(path, sizeof path, dir, "/cgroup.procs") < 0) return;
-    long fd = sys(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0);
+    long fd = sbx_sys(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return;
-    long n = sys(SYS_read, fd, (long)buf, sizeof buf - 1, 0);
-    sys(SYS_close, fd, 0, 0, 0);
+    long n = sbx_sys(SYS_read, fd, (long)buf, sizeof buf - 1, 0);
+    sbx_sys(SYS_close, fd, 0, 0, 0);
     if (n <= 0) return;
     buf[n] = '\0';
     long v = 0;
     int have = 0;
     for (char *p = buf; *p; p++) {
         if (*p >= '0' && *p <= '9') { v = v * 10 + (*p - '0'); have = 1; }
-        else { if (have && v > 1) sys(SYS_kill, v, SIGKILL, 0, 0); v = 0; have = 0; }
+        else { if (have && v > 1) sbx_sys(SYS_kill, v, SIGKILL, 0, 0); v = 0; have = 0; }
     }
-    if (have && v > 1) sys(SYS_kill, v, SIGKILL, 0, 0);
+    if (have && v > 1) sbx_sys(SYS_kill, v, SIGKILL, 0, 0);
 }
 
 static int janitor_main(void *p)
 {
     const struct janitor_args *args = p;
-    sys(SYS_setsid, 0, 0, 0, 0);
+    sbx_sys(SYS_setsid, 0, 0, 0, 0);
     /* Its own signal table (no CLONE_SIGHAND): ignore everything that could stop it early. */
     for (int s = 1; s < NSIG; s++) {
         if (s == SIGKILL || s == SIGSTOP || s == SIGCHLD) continue;
         struct { void (*handler)(int); unsigned long flags; void (*restorer)(void); unsigned long mask; } ign = { SIG_IGN, 0, 0, 0 };
-        sys(SYS_rt_sigaction, s, (long)&ign, 0, sizeof ign.mask);
+        sbx_sys(SYS_rt_sigaction, s, (long)&ign, 0, sizeof ign.mask);
     }
     /* Its own descriptor table (no CLONE_FILES): keep only the pipe, stdio on /dev/null. */
-    long devnull = sys(SYS_openat, AT_FDCWD, (long)"/dev/null", O_RDWR | O_CLOEXEC, 0);
-    for (int i = 0; i < 3; i++) if (devnull >= 0 && devnull != i) sys(SYS_dup3, devnull, i, 0, 0);
-    if (args->rfd > 3) sys(SYS_close_range, 3, args->rfd - 1, 0, 0);
-    sys(SYS_close_range, args->rfd + 1, ~0u, 0, 0);
+    long devnull = sbx_sys(SYS_openat, AT_FDCWD, (long)"/dev/null", O_RDWR | O_CLOEXEC, 0);
+    for (int i = 0; i < 3; i++) if (devnull >= 0 && devnull != i) sbx_sys(SYS_dup3, devnull, i, 0, 0);
+    if (args->rfd > 3) sbx_sys(SYS_close_range, 3, args->rfd - 1, 0, 0);
+    sbx_sys(SYS_close_range, args->rfd + 1, ~0u, 0, 0);
 
     char c;
     long r;
-    do r = sys(SYS_read, args->rfd, (long)&c, 1, 0); while (r == -EINTR);
+    do r = sbx_sys(SYS_read, args->rfd, (long)&c, 1, 0); while (r == -EINTR);
     if (r == 1 && c == 'd') return 0;
     /* sandboxd is gone without cleaning up. Its sandbox dies with it (PDEATHSIG);
      * wait for the cgroups to empty, then remove them. Give up after ~10 s. */
@@ -115,7 +94,7 @@ static int janitor_main(void *p)
         }
         if (!left) break;
         struct timespec ts = { 0, 10 * 1000 * 1000 };
-        sys(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, (long)&ts, 0);
+        sbx_sys(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, (long)&ts, 0);
     }
     return 0;
 }

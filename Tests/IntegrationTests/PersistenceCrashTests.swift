@@ -76,6 +76,9 @@ struct PersistenceCrashTests {
                 // And it resumes, with its state.
                 r = await home.sh("box", "cat /usr/local/share/sbx/tool; test -f big.bin && ls \"$HOME/many\" | wc -l")
                 #expect(r.exitCode == 0 && r.stdout == "tool\n1500\n", "\(context): \(r)")
+                // That exec's records are synced and renamed into place after it answers; inspect waits for them.
+                r = await home.run("inspect", "box")
+                #expect(r.exitCode == 0, "\(context): \(r)")
                 #expect(!FileSys.list(home.dir("box") + "/checkpoints").contains { $0.hasPrefix(".") }, "\(context)")
                 #expect(!FileSys.list(home.dir("box")).contains { $0.hasPrefix(".") || $0.hasPrefix("manifest.json.tmp") }, "\(context)")
             }

@@ -125,6 +125,39 @@ struct PersistenceHandoffTests {
         }
     }
 
+    /// sandboxd answers an exec before the run's records and root changes
+    /// are on disk (a finisher syncs them and holds the lock meanwhile):
+    /// whatever comes next waits for that, and is never refused for it.
+    @Test func whatFollowsAnExecWaitsForItsRecords() async throws {
+        try await Persist.withHome("finish") { home in
+            var r = await home.run("create", "box")
+            try #require(r.exitCode == 0, "\(r)")
+            for i in 1...12 {
+                r = await home.sh("box", "echo \(i) >> /usr/local/runs; wc -l < /usr/local/runs")
+                #expect(r.exitCode == 0 && r.stdout == "\(i)\n", "exec \(i): \(r)")
+            }
+            // Commands that take the lock, straight after an exec.
+            r = await home.sh("box", "true")
+            #expect(r.exitCode == 0, "\(r)")
+            r = await home.run("checkpoint", "box", "--label", "after")
+            #expect(r.exitCode == 0, "\(r)")
+            r = await home.sh("box", "true")
+            #expect(r.exitCode == 0, "\(r)")
+            // inspect reads once the last exec's records are in place.
+            let info = try await home.json("inspect", "box", "--json") as? [String: Any]
+            #expect(info?["lock"] is NSNull, "\(String(describing: info))")
+            let runs = info?["runs"] as? [[String: Any]] ?? []
+            #expect(runs.count == 10, "the manifest keeps the last 10 runs")
+            #expect(runs.allSatisfy { $0["state"] as? String == "exited" && $0["exit_code"] as? Int == 0 }, "\(runs)")
+            #expect(runs.last?["id"] as? Int == 14)
+            let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: home.dir("box") + "/manifest.json"))) as? [String: Any]
+            #expect((manifest?["runs"] as? [[String: Any]])?.last?["id"] as? Int == 14, "the manifest on disk has the last run")
+            #expect(!FileSys.list(home.dir("box")).contains { $0.hasPrefix("manifest.json.tmp") })
+            r = await home.run("audit", "verify", "box")
+            #expect(r.exitCode == 0, "\(r)")
+        }
+    }
+
     @Test func checkpointAndRewindThroughTheCLI() async throws {
         try await Persist.withHome("rewind") { home in
             var r = await home.run("create", "cp")

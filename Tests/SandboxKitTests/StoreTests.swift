@@ -182,6 +182,50 @@ struct StoreTests {
         }
     }
 
+    /// An exec's finisher (which syncs its records after sandboxd has
+    /// answered) holds the lock under "finish": the next session waits for it
+    /// instead of being refused, and `info` reads only once it is done.
+    @Test func aFinishingHolderIsWaitedForNotRefused() throws {
+        try withTempDir { dir in
+            let store = makeStore(dir)
+            _ = try createSandbox(store, "f")
+            var held = try SandboxSession.open(store: store, name: "f", operation: "exec", workflow: "wf")
+            held.lock.record(SandboxLock.finishing)
+            var released = Self.release(held.lock, after: 0.3)
+            let before = Clock.monotonic()
+            let info = try store.info("f")
+            #expect(released.isSet, "info read while the finisher held the lock")
+            #expect(info.holder == nil)
+            #expect(Clock.monotonic() - before >= 0.25)
+            // A session after a finisher still at work waits, then gets the lock.
+            held = try SandboxSession.open(store: store, name: "f", operation: "exec", workflow: "wf")
+            held.lock.record(SandboxLock.finishing)
+            released = Self.release(held.lock, after: 0.3)
+            let next = try SandboxSession.open(store: store, name: "f", operation: "checkpoint", workflow: "wf")
+            #expect(released.isSet, "the session took a lock its finisher still held")
+            next.lock.release()
+        }
+    }
+
+    final class Flag: @unchecked Sendable {
+        private let m = NSLock()
+        private var value = false
+        var isSet: Bool { m.withLock { value } }
+        func set() { m.withLock { value = true } }
+    }
+
+    /// Releases `lock` from another thread after `delay` seconds; the flag is set just before.
+    static func release(_ lock: SandboxLock, after delay: Double) -> Flag {
+        let flag = Flag()
+        nonisolated(unsafe) let lock = lock
+        Thread {
+            Thread.sleep(forTimeInterval: delay)
+            flag.set()
+            lock.release()
+        }.start()
+        return flag
+    }
+
     /// A run left "running" by a killed sandboxd is marked interrupted by the next look, with an audit line.
     @Test func staleRunningRunIsMarkedInterrupted() throws {
         try withTempDir { dir in

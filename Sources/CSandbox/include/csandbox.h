@@ -209,6 +209,24 @@ struct sbx_release;
 struct sbx_release *sbx_release_async(int fd);
 void sbx_release_wait(struct sbx_release *r);
 
+/* Hands a named sandbox's end to a process that outlives sandboxd (see
+ * release.c): it closes `mntns_fd` (the mount tree's teardown, overlayfs's
+ * sync of its upper layers included), fsyncs `sync_fds` in order, renames
+ * `rename_from` over `rename_to` if every fsync succeeded (else unlinks it;
+ * both may be NULL), and exits, which drops the flock on `lock_fd`. Each
+ * descriptor may be -1. Returns 0 with every descriptor passed on (the
+ * caller's copies are closed here; it must not unlock the lock, which would
+ * unlock the finisher's too), or -1 (errno set) with nothing started and
+ * every descriptor still the caller's. */
+struct sbx_finish {
+    int mntns_fd;
+    int lock_fd;
+    const int *sync_fds;
+    int n_sync;
+    const char *rename_from, *rename_to;
+};
+int sbx_finisher_start(const struct sbx_finish *f);
+
 /* The executable's GNU build ID as lowercase hex into `out`; its length, or -1. */
 int sbx_build_id(char *out, size_t cap);
 

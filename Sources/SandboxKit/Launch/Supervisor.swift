@@ -31,17 +31,21 @@ public struct Supervisor {
     /// Signals forwarded to the sandbox's pid 1, which passes them to the command.
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
+    /// Runs `plan`. The sandbox's mount tree is torn down on a helper thread
+    /// while the cgroups are removed, and joined before this returns or
+    /// throws: nothing of the sandbox outlives the call.
     public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
-        try run(plan, cgroupName: cgroupName, finishing: { _ throws(SandboxError) in })
+        try run(plan, cgroupName: cgroupName, finishing: nil)
     }
 
-    /// Runs `plan`; `finish` (a caller's records of the run) runs while the
-    /// sandbox's mount tree is torn down on a helper thread, which is joined
-    /// before this returns or throws: nothing of the sandbox outlives the call.
-    /// The cgroups are removed after `finish`, so work it leaves to a helper
-    /// thread (its fsyncs) overlaps their removal.
+    /// Runs `plan`; `finish` (a caller's records of the run) gets the result
+    /// and the sandbox's mount namespace, the last reference to its mount
+    /// tree. It may take the namespace (leaving -1) to tear the tree down in
+    /// a process that outlives sandboxd (NamedExec's finisher); what it leaves
+    /// is torn down as in `run(_:cgroupName:)`. The cgroups are removed after
+    /// `finish`, so work it leaves running (its fsyncs) overlaps their removal.
     public func run(_ plan: LaunchPlan, cgroupName: String,
-                    finishing finish: (SandboxResult) throws(SandboxError) -> Void) throws(SandboxError) -> SandboxResult {
+                    finishing finish: ((SandboxResult, _ mountNamespace: inout Int32) throws(SandboxError) -> Void)?) throws(SandboxError) -> SandboxResult {
         let start = monotonicSeconds()
         var owned: OwnedCgroups? = nil
         var layout: CgroupSet.Layout? = nil
@@ -93,8 +97,17 @@ public struct Supervisor {
         while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
         // Pid 1 is gone; its mount tree is not, while we hold the namespace.
         // Its teardown overlaps the cgroup removal and the caller's records.
-        let teardown = child.mountNamespace >= 0 ? sbx_release_async(child.mountNamespace) : nil
-        defer { sbx_release_wait(teardown) }
+        var mountNamespace = child.mountNamespace
+        var teardown: OpaquePointer? = nil
+        func releaseMounts() {
+            if mountNamespace >= 0 { teardown = sbx_release_async(mountNamespace) }
+            mountNamespace = -1
+        }
+        if finish == nil { releaseMounts() }
+        defer {
+            releaseMounts()
+            sbx_release_wait(teardown)
+        }
         var cmdStatus: Int32 = 0
         let reported = sbx_read_status(child.syncFD, &cmdStatus) == 0
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
@@ -121,9 +134,13 @@ public struct Supervisor {
             warnings: gitWarning.map { [$0] } ?? [])
         // The caller's records start before the cgroups are removed, so the
         // removal overlaps their syncs.
-        do { try finish(result) } catch {
-            cleanupCgroups()
-            throw error
+        if let finish {
+            do { try finish(result, &mountNamespace) } catch {
+                releaseMounts()
+                cleanupCgroups()
+                throw error
+            }
+            releaseMounts()
         }
         cleanupCgroups()
         return result

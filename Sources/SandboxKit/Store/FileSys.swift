@@ -556,6 +556,13 @@ public final class DeferredSync: @unchecked Sendable {
     /// Adds a descriptor (this object now owns it).
     public func add(_ fd: Int32) { fds.append(fd) }
 
+    /// The descriptors added and not yet started, for a finisher to sync
+    /// instead; they stay owned here (closed by `wait`) until `forget`.
+    var pending: [Int32] { fds }
+
+    /// Drops the pending descriptors: a finisher owns (and syncs) them now.
+    func forget() { fds.removeAll() }
+
     public func start() {
         guard !fds.isEmpty, thread == nil else { return }
         let buf = UnsafeMutablePointer<Int32>.allocate(capacity: fds.count + 2)

@@ -90,13 +90,14 @@ public enum NamedExec {
                            deferred: pending)
         pending.start()
 
-        // The end record is written while the sandbox's mount tree (its
-        // overlay's sync included) is torn down and its cgroups removed
-        // (Supervisor's `finishing`): the end line and the manifest are
-        // written, synced together by a helper thread, and the manifest is
-        // renamed into place once both are on disk.
-        var pendingManifest: PendingReplacement? = nil
-        func finish(_ outcome: Result<SandboxResult, SandboxError>) throws(SandboxError) {
+        // The end record is written while the cgroups are removed (Supervisor's
+        // `finishing`): the end line is appended and the manifest written to
+        // a temporary file. A finisher then takes over the mount tree's
+        // teardown (the overlay's sync), the records' fsyncs, the manifest's
+        // rename and the lock, so sandboxd answers without waiting for the
+        // disk (see Finisher). If none can start, a helper thread syncs and
+        // the manifest is renamed here.
+        func finish(_ outcome: Result<SandboxResult, SandboxError>) throws(SandboxError) -> (DeferredSync, PendingReplacement) {
             pending.wait()
             var fields: [(String, JSON)] = [("run", .int(id))]
             switch outcome {
@@ -120,14 +121,20 @@ public enum NamedExec {
             }
             // Audit lines cut long arguments; the manifest keeps them whole.
             if let i = session.manifest.runs.lastIndex(where: { $0.id == id }) { session.manifest.runs[i].argv = template.argv }
-            pendingManifest = try session.saving(with: batch)
-            batch.start()
+            return (batch, try session.saving(with: batch))
         }
+        var pendingManifest: PendingReplacement? = nil
         var ended = false
         do {
-            let result = try Supervisor(network: network).run(plan, cgroupName: cgroupName, finishing: { r throws(SandboxError) in
+            let result = try Supervisor(network: network).run(plan, cgroupName: cgroupName, finishing: { r, mounts throws(SandboxError) in
                 ended = true
-                try finish(.success(r))
+                let (batch, manifest) = try finish(.success(r))
+                if Finisher.start(mountNamespace: mounts, batch: batch, replacement: manifest, lock: session.lock) {
+                    mounts = -1
+                } else {
+                    batch.start()
+                    pendingManifest = manifest
+                }
             })
             try pendingManifest?.commit()
             return (plan, result)
@@ -136,8 +143,9 @@ public enum NamedExec {
             // with the run still open; a failed `finish` leaves the run recorded
             // as started only, which the next session marks interrupted.
             if !ended {
-                try finish(.failure(error))
-                try pendingManifest?.commit()
+                let (batch, manifest) = try finish(.failure(error))
+                batch.start()
+                try manifest.commit()
             }
             throw error
         }

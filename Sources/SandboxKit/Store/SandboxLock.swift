@@ -37,6 +37,7 @@ public final class SandboxLock {
             throw SandboxError("cannot open \(path): \(errnoString())")
         }
         let deadline = Clock.monotonic() + patience
+        let finishDeadline = Clock.monotonic() + finishPatience
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let e = errno
             if e == EINTR { continue }
@@ -45,6 +46,19 @@ public final class SandboxLock {
                 throw SandboxError("cannot lock \(path): \(errnoString(e))")
             }
             let holder = readHolder(fd)
+            if let h = holder, h.operation == finishing {
+                // The last exec's records are being synced: a millisecond or
+                // so, longer only when the disk is slow. Polled finely, as
+                // the next exec of an agent's loop waits for exactly this.
+                if Clock.monotonic() >= finishDeadline {
+                    close(fd)
+                    throw SandboxError("sandbox \(name): the records of its last run are still being written to disk by pid \(h.pid) after \(Int(finishPatience)) s; the disk may be stalled. Try again later",
+                                       exitCode: busyExitCode)
+                }
+                var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
+                nanosleep(&ts, nil)
+                continue
+            }
             if let h = holder, h.pid > 0, processExists(h.pid) || Clock.monotonic() >= deadline {
                 close(fd)
                 throw SandboxError(
@@ -107,12 +121,35 @@ public final class SandboxLock {
 
     static let recordSize = 256
 
+    /// The holder's operation while a finisher (a process that outlives
+    /// sandboxd, see `Finisher`) syncs an exec's records under the lock.
+    /// Others wait for it instead of being refused: up to `finishPatience`.
+    static let finishing = "finish"
+    static let finishPatience = 60.0
+
+    /// Waits while a finisher holds the lock of `directory` (for readers
+    /// that do not take the lock: `info`), so that what they read is final.
+    public static func awaitFinisher(directory: String) {
+        let deadline = Clock.monotonic() + finishPatience
+        while let h = holder(directory: directory), h.operation == finishing, Clock.monotonic() < deadline {
+            var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
+            nanosleep(&ts, nil)
+        }
+    }
+
+    /// The locked descriptor, for a finisher to inherit.
+    var descriptor: Int32 { fd }
+
     public func release() {
         guard fd >= 0 else { return }
         flock(fd, LOCK_UN)
         close(fd)
         fd = -1
     }
+
+    /// Drops the descriptor without unlocking or closing it: a finisher
+    /// owns it now, and holds the lock until it exits.
+    func forget() { fd = -1 }
 
     private static func readHolder(_ fd: Int32) -> Holder? {
         var buf = [UInt8](repeating: 0, count: 1024)

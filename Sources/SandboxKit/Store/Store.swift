@@ -258,8 +258,12 @@ public struct SandboxStore: Sendable {
     /// gone (the lock is free) is marked interrupted on the way, when the
     /// lock can be taken without waiting.
     public func info(_ name: String) throws(SandboxError) -> SandboxInfo {
-        var m = try load(name)
+        try SandboxStore.validateName(name)
         let p = paths(name)
+        // An exec that has answered may still be syncing its records (Finisher):
+        // what is read after it is final.
+        SandboxLock.awaitFinisher(directory: p.dir)
+        var m = try load(name)
         // A run in progress is in the audit log only: take it in, read-only.
         try m.catchUp(with: AuditLog(path: p.audit))
         var holder = SandboxLock.holder(directory: p.dir)
