@@ -122,9 +122,13 @@ struct NetworkTests {
         try await withSbxTemp("net") { dir in
             var host = stat()
             #expect(stat("/proc/self/ns/net", &host) == 0)
-            let inside = await SbxExec(workdir: dir.path).run(["/usr/bin/stat", "-L", "-c", "%i", "/proc/self/ns/net"])
+            // Both alive at once: a namespace freed by a sandbox that has ended
+            // may hand its inode number to the next one.
+            let ns = ["/bin/sh", "-c", "/usr/bin/stat -L -c %i /proc/self/ns/net; sleep 1.5"]
+            async let first = SbxExec(workdir: dir.path).run(ns)
+            async let second = SbxExec(workdir: dir.path).run(ns)
+            let (inside, again) = await (first, second)
             #expect(inside.exitCode == 0 && !inside.line.isEmpty && inside.line != String(host.st_ino), "\(inside)")
-            let again = await SbxExec(workdir: dir.path).run(["/usr/bin/stat", "-L", "-c", "%i", "/proc/self/ns/net"])
             #expect(again.exitCode == 0 && again.line != inside.line, "two sandboxes shared a namespace: \(again)")
 
             try #require(access("/usr/bin/python3", X_OK) == 0, "python3 is needed (scripts/test installs it)")
