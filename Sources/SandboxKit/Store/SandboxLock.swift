@@ -38,40 +38,33 @@ public final class SandboxLock {
         }
         let deadline = Clock.monotonic() + patience
         let finishDeadline = Clock.monotonic() + finishPatience
+        func refuse(_ message: String, exitCode: Int32 = busyExitCode) -> SandboxError {
+            close(fd)
+            return SandboxError(message, exitCode: exitCode)
+        }
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let e = errno
             if e == EINTR { continue }
-            guard e == EWOULDBLOCK else {
-                close(fd)
-                throw SandboxError("cannot lock \(path): \(errnoString(e))")
-            }
+            guard e == EWOULDBLOCK else { throw refuse("cannot lock \(path): \(errnoString(e))", exitCode: ExitCode.sandboxFailed) }
             let holder = readHolder(fd)
             if let h = holder, h.operation == finishing {
                 // The last exec's records are being synced: a millisecond or
                 // so, longer only when the disk is slow. Polled finely, as
                 // the next exec of an agent's loop waits for exactly this.
+                // (The pid is the exec's, which has answered; its finisher holds the lock.)
                 if Clock.monotonic() >= finishDeadline {
-                    close(fd)
-                    throw SandboxError("sandbox \(name): the records of its last run are still being written to disk by pid \(h.pid) after \(Int(finishPatience)) s; the disk may be stalled. Try again later",
-                                       exitCode: busyExitCode)
+                    throw refuse("sandbox \(name): the records of its last run (exec by pid \(h.pid)) are still being written to disk after \(Int(finishPatience)) s; the disk may be stalled. Try again later")
                 }
-                var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
-                nanosleep(&ts, nil)
+                pause(nanoseconds: 200_000)
                 continue
             }
             if let h = holder, h.pid > 0, processExists(h.pid) || Clock.monotonic() >= deadline {
-                close(fd)
-                throw SandboxError(
-                    "sandbox \(name) is in use by pid \(h.pid) (\(h.operation)) since \(h.since); wait or use another sandbox",
-                    exitCode: busyExitCode)
+                throw refuse("sandbox \(name) is in use by pid \(h.pid) (\(h.operation)) since \(h.since); wait or use another sandbox")
             }
             if Clock.monotonic() >= deadline {
-                close(fd)
-                throw SandboxError("sandbox \(name) is in use (locked by another sandboxd); wait or use another sandbox",
-                                   exitCode: busyExitCode)
+                throw refuse("sandbox \(name) is in use (locked by another sandboxd); wait or use another sandbox")
             }
-            var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
-            nanosleep(&ts, nil)
+            pause(nanoseconds: 5_000_000)
         }
         let lock = SandboxLock(path: path, fd: fd)
         // A lock file moved away (rm renames the directory) or replaced is not ours to hold.
@@ -132,9 +125,13 @@ public final class SandboxLock {
     public static func awaitFinisher(directory: String) {
         let deadline = Clock.monotonic() + finishPatience
         while let h = holder(directory: directory), h.operation == finishing, Clock.monotonic() < deadline {
-            var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
-            nanosleep(&ts, nil)
+            pause(nanoseconds: 200_000)
         }
+    }
+
+    private static func pause(nanoseconds: Int) {
+        var ts = timespec(tv_sec: 0, tv_nsec: nanoseconds)
+        nanosleep(&ts, nil)
     }
 
     /// The locked descriptor, for a finisher to inherit.
