@@ -53,14 +53,17 @@ static void put(struct out *o, const void *p, size_t n)
     o->len += n;
 }
 
+/* One match: its type letter, then its path relative to the root, then NUL.
+ * NUL is the one byte no name can hold: names may contain newlines and bytes
+ * that are not UTF-8, and such a blocked file must still be masked. */
 static void emit(struct out *o, char type, const char *rel)
 {
     size_t n = strlen(rel);
-    if (!reserve(o, n + 3)) return;
+    if (!reserve(o, n + 2)) return;
     o->buf[o->len++] = type;
     memcpy(o->buf + o->len, rel, n);
     o->len += n;
-    o->buf[o->len++] = '\n';
+    o->buf[o->len++] = '\0';
 }
 
 /* Index layout (a private cache file, native byte order): the magic, the
@@ -370,7 +373,6 @@ char *sbx_walk(const char *root, const char *const *patterns, int n_patterns,
     free(w.slots);
     emit(&w.out, '.', "");
     if (w.out.failed) { free(w.out.buf); free(next.buf); errno = ENOMEM; return NULL; }
-    w.out.buf[w.out.len - 1] = '\0';
     if (visited) *visited = w.visited;
     if (w.next) {
         index->dirs_read = w.dirs_read;

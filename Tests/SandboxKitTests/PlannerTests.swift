@@ -113,6 +113,49 @@ struct PlannerTests {
         }
     }
 
+    /// A name is any bytes but "/" and NUL. A blocked file whose name is not
+    /// UTF-8, holds a newline, or equals another name as a Swift string (NFC
+    /// and NFD spellings of "café") is masked by exactly its own bytes; none
+    /// of them masks something else (once, a name with a newline masked the
+    /// whole workdir).
+    @Test func blockedNamesAreMaskedByTheirExactBytes() throws {
+        try withTempDir { dir in
+            let d = Array(dir.utf8)
+            func path(_ rel: [UInt8]) -> [UInt8] { d + [UInt8(ascii: "/")] + rel }
+            func create(_ rel: [UInt8], directory: Bool = false) {
+                RawPath.withCString(path(rel)) { p in
+                    if directory { _ = mkdir(p, 0o755) } else { close(open(p, O_CREAT | O_WRONLY, 0o644)) }
+                }
+            }
+            let latin1Dir: [UInt8] = Array("caf".utf8) + [0xE9]
+            let nfcDir: [UInt8] = Array("caf".utf8) + [0xC3, 0xA9]
+            let nfdDir: [UInt8] = Array("cafe".utf8) + [0xCC, 0x81]
+            for dirName in [latin1Dir, nfcDir, nfdDir, Array("d".utf8)] { create(dirName, directory: true) }
+            let secrets: [[UInt8]] = [
+                latin1Dir + Array("/.env".utf8),
+                nfcDir + Array("/.env".utf8),
+                nfdDir + Array("/.env".utf8),
+                Array(".env".utf8) + [0xFF],
+                Array("d/id_rsa\nx".utf8),
+            ]
+            for s in secrets { create(s) }
+            try writeTestFile(dir + "/plain.txt")
+
+            let plan = try Planner().plan(profile: Profile(name: "worker"), request: request(dir))
+            let masks = plan.mounts.filter { $0.kind == .mask }
+            let masked = Set(masks.map { $0.rawTarget ?? Array($0.target.utf8) })
+            for s in secrets {
+                #expect(masked.contains(path(s)), "\(RawPath.display(s)) must be masked")
+            }
+            #expect(!masked.contains(d) && !masked.contains(d + [UInt8(ascii: "/")]), "the workdir itself is not masked")
+            #expect(masked.count == masks.count)
+            let latin1 = try #require(masks.first { $0.rawTarget == path(secrets[0]) })
+            #expect(latin1.target == dir + "/caf\\xE9/.env", "shown with the byte escaped")
+            #expect(masks.first { $0.target == dir + "/" + String(decoding: nfcDir, as: UTF8.self) + "/.env" }?.rawTarget == nil,
+                    "a UTF-8 name needs no raw bytes")
+        }
+    }
+
     @Test func homePatternsAreMaskedWhereABindExposesThem() throws {
         try withTempDir { dir in
             let home = dir + "/home"
@@ -184,9 +227,10 @@ struct PlannerTests {
 
     @Test func translateUsesTheMostSpecificBind() {
         let b = BlockedPaths(binds: [("/usr", "/usr"), ("/home/u", "/mnt/h"), ("/home/u/w", "/work")], walkRoots: [], workdir: "/home/u/w", hostHome: "/home/u")
-        #expect(b.translate("/home/u/w/.env") == "/work/.env")
-        #expect(b.translate("/home/u/.ssh") == "/mnt/h/.ssh")
-        #expect(b.translate("/etc/shadow") == nil)
-        #expect(b.translate("/usrx/y") == nil)
+        func translate(_ path: String) -> String? { b.translate(Array(path.utf8)).map { String(decoding: $0, as: UTF8.self) } }
+        #expect(translate("/home/u/w/.env") == "/work/.env")
+        #expect(translate("/home/u/.ssh") == "/mnt/h/.ssh")
+        #expect(translate("/etc/shadow") == nil)
+        #expect(translate("/usrx/y") == nil)
     }
 }

@@ -34,7 +34,9 @@ struct WalkIndexTests {
         return (root, ix)
     }
 
-    func hits(_ w: WalkIndex.Walk) -> [String] { w.hits.map { "\($0.type) \($0.path)" }.sorted() }
+    func hits(_ w: WalkIndex.Walk) -> [String] {
+        w.hits.map { "\(Character(Unicode.Scalar($0.type))) \(String(decoding: $0.path, as: UTF8.self))" }.sorted()
+    }
 
     @Test func unchangedDirectoriesAreAnsweredAndChangedOnesRead() throws {
         try withTempDir { dir in

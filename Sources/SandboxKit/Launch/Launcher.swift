@@ -33,7 +33,8 @@ public enum Launcher {
             if m.readOnly { flags |= SBX_F_RDONLY.rawValue }
             if m.optional { flags |= SBX_F_OPTIONAL.rawValue }
             if m.idmap { flags |= SBX_F_IDMAP.rawValue }
-            return sbx_op(kind: opKind(m.kind), flags: flags, source: arena.c(m.source), target: arena.c(m.target),
+            let target = m.rawTarget.map(arena.c(bytes:)) ?? arena.c(m.target)
+            return sbx_op(kind: opKind(m.kind), flags: flags, source: arena.c(m.source), target: target,
                           data: arena.c(m.data))
         }
         let argv = arena.array(plan.argv)
@@ -165,6 +166,15 @@ final class CStrings {
 
     func c(_ s: String?) -> UnsafePointer<CChar>? {
         guard let s, let p = strdup(s) else { return nil }
+        owned.append(p)
+        return UnsafePointer(p)
+    }
+
+    /// `bytes` (no NUL among them) as a C string.
+    func c(bytes: [UInt8]) -> UnsafePointer<CChar>? {
+        guard let p = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else { return nil }
+        bytes.withUnsafeBytes { if let b = $0.baseAddress { memcpy(p, b, bytes.count) } }
+        p[bytes.count] = 0
         owned.append(p)
         return UnsafePointer(p)
     }

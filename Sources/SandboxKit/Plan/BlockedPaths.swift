@@ -28,7 +28,10 @@ struct BlockedPaths {
     var index: WalkIndex? = WalkIndex.shared
 
     struct Result {
-        var targets: [String] = []
+        /// Paths inside the sandbox to mask, byte for byte (see `RawPath`: a
+        /// secret's name need not be UTF-8, and two names that are equal as
+        /// Swift strings can be two files).
+        var targets: [[UInt8]] = []
         var walked = 0
         /// Directories the `**` walk read, and those its index answered.
         var directoriesRead = 0
@@ -37,16 +40,16 @@ struct BlockedPaths {
 
     func resolve(blocked: [String], hide: [String]) throws(SandboxError) -> Result {
         var out = Result()
-        var seen = Set<String>()
+        var seen = Set<[UInt8]>()
         var inodes: [(UInt64, UInt64)] = []
-        func add(_ target: String) {
+        func add(_ target: [UInt8]) {
             if seen.insert(target).inserted { out.targets.append(target) }
         }
-        func maskHost(_ hostPath: String) {
-            guard let st = lstatPath(hostPath) else { return }
-            let path: String
+        func maskHost(_ hostPath: [UInt8]) {
+            guard let st = RawPath.lstat(hostPath) else { return }
+            let path: [UInt8]
             if (st.st_mode & S_IFMT) == S_IFLNK {
-                guard let real = resolvedPath(hostPath) else { return }
+                guard let real = RawPath.resolved(hostPath) else { return }
                 path = real
             } else {
                 path = hostPath
@@ -56,24 +59,25 @@ struct BlockedPaths {
             guard let target = translate(path) else { return }
             add(target)
         }
+        func below(_ directory: String, _ rel: [UInt8]) -> [UInt8] { Array(directory.utf8) + [RawPath.slash] + rel }
 
         var walkPatterns: [String] = []
         for pattern in blocked {
             if pattern.hasPrefix("~/") {
-                maskHost(hostHome + "/" + String(pattern.dropFirst(2)))
+                maskHost(below(hostHome, Array(pattern.utf8.dropFirst(2))))
             } else if pattern.hasPrefix("/") {
-                maskHost(pattern)
+                maskHost(Array(pattern.utf8))
             } else if pattern.hasPrefix("**/") {
                 walkPatterns.append(String(pattern.dropFirst(3)))
             } else if !pattern.contains("/") {
-                for name in topLevelEntries(workdir) where fnmatch(pattern, name, 0) == 0 {
-                    maskHost(workdir + "/" + name)
+                for name in RawPath.entries(Array(workdir.utf8)) where RawPath.matches(pattern, name) {
+                    maskHost(below(workdir, name))
                 }
             } else {
-                maskHost(workdir + "/" + pattern)
+                maskHost(below(workdir, Array(pattern.utf8)))
             }
         }
-        for path in hide { maskHost(path) }
+        for path in hide { maskHost(Array(path.utf8)) }
 
         if !walkPatterns.isEmpty {
             for root in walkRoots {
@@ -83,12 +87,12 @@ struct BlockedPaths {
                 out.directoriesRead += walk.directoriesRead
                 out.directoriesReused += walk.directoriesReused
                 for (type, rel) in walk.hits {
-                    let host = root + "/" + rel
-                    if type == "l" {
+                    let host = below(root, rel)
+                    if type == UInt8(ascii: "l") {
                         maskHost(host)
                     } else if let target = translate(host) {
                         add(target)
-                        if type == "f" { noteInodes(host, into: &inodes) }
+                        if type == UInt8(ascii: "f") { noteInodes(host, into: &inodes) }
                     }
                 }
             }
@@ -99,7 +103,7 @@ struct BlockedPaths {
                 let walk = try sbxWalk(root, patterns: [], inodes: inodes, index: nil)
                 out.walked += walk.visited
                 for (_, rel) in walk.hits {
-                    if let target = translate(root + "/" + rel) { add(target) }
+                    if let target = translate(below(root, rel)) { add(target) }
                 }
             }
         }
@@ -107,10 +111,12 @@ struct BlockedPaths {
     }
 
     /// Where a host path appears inside the sandbox, through the most specific bind.
-    func translate(_ hostPath: String) -> String? {
-        for (source, dest) in binds.reversed() where isWithin(hostPath, source) {
-            let rest = hostPath.dropFirst(source == "/" ? 0 : source.count)
-            return dest == "/" ? (rest.isEmpty ? "/" : String(rest)) : dest + String(rest)
+    func translate(_ hostPath: [UInt8]) -> [UInt8]? {
+        for (source, dest) in binds.reversed() {
+            let from = Array(source.utf8)
+            guard RawPath.isWithin(hostPath, from) else { continue }
+            let rest = hostPath.dropFirst(source == "/" ? 0 : from.count)
+            return dest == "/" ? (rest.isEmpty ? [RawPath.slash] : Array(rest)) : Array(dest.utf8) + rest
         }
         return nil
     }
@@ -118,28 +124,17 @@ struct BlockedPaths {
     /// Records the inode of a blocked file that has other names (and of every
     /// such file below a blocked directory), for the hard-link pass. Blocked
     /// directories are small (~/.ssh, ~/.aws); the descent stops after 10,000 entries.
-    private func noteInodes(_ path: String, into inodes: inout [(UInt64, UInt64)]) {
+    private func noteInodes(_ path: [UInt8], into inodes: inout [(UInt64, UInt64)]) {
         var budget = 10_000
-        func visit(_ p: String) {
-            guard budget > 0, let st = lstatPath(p) else { return }
+        func visit(_ p: [UInt8]) {
+            guard budget > 0, let st = RawPath.lstat(p) else { return }
             budget -= 1
             switch st.st_mode & S_IFMT {
             case S_IFREG where st.st_nlink > 1: inodes.append((UInt64(st.st_dev), UInt64(st.st_ino)))
-            case S_IFDIR: for name in topLevelEntries(p) { visit(p + "/" + name) }
+            case S_IFDIR: for name in RawPath.entries(p) { visit(p + [RawPath.slash] + name) }
             default: break
             }
         }
         visit(path)
-    }
-
-    private func topLevelEntries(_ dir: String) -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 }

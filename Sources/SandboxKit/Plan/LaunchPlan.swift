@@ -16,6 +16,9 @@ public struct LaunchPlan: Sendable, Equatable {
         public var idmap = false
         /// tmpfs mount data; for an overlay, the upper and work directories (host paths).
         public var data: String?
+        /// The target's exact bytes when they are not UTF-8 (a blocked file's
+        /// name can be any bytes); `target` then shows them with `\xNN` escapes.
+        public var rawTarget: [UInt8]?
 
         public init(_ kind: Kind, source: String? = nil, target: String, readOnly: Bool = false,
                     optional: Bool = false, idmap: Bool = false, data: String? = nil) {
@@ -26,6 +29,14 @@ public struct LaunchPlan: Sendable, Equatable {
             self.optional = optional
             self.idmap = idmap
             self.data = data
+        }
+
+        /// A blocked-path mask at `path` (bytes inside the sandbox, see `RawPath`),
+        /// skipped if the entry is gone by the time the root is built.
+        public static func mask(at path: [UInt8]) -> Mount {
+            var m = Mount(.mask, target: RawPath.display(path), optional: true)
+            if String(validating: path, as: UTF8.self) == nil { m.rawTarget = path }
+            return m
         }
     }
 

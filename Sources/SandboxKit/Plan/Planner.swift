@@ -121,9 +121,7 @@ public struct Planner {
         var blockedPaths = BlockedPaths(binds: binds, walkRoots: walkRoots, workdir: workdir, hostHome: request.hostHome)
         if !cacheSafe { blockedPaths.index = nil }
         let blocked = try blockedPaths.resolve(blocked: fs.blocked, hide: fs.hide)
-        for target in blocked.targets {
-            mounts.append(.init(.mask, target: target, optional: true))
-        }
+        mounts += blocked.targets.map(LaunchPlan.Mount.mask(at:))
 
         let env = environment(profile: profile, request: request, ids: ids, cwd: inside)
         let pathSearch = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"

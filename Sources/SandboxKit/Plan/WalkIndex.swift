@@ -17,7 +17,10 @@ struct WalkIndex: Sendable {
     var minimumEntries = 2_000
 
     struct Walk {
-        var hits: [(type: Character, path: String)] = []
+        /// Paths relative to the walked root, as the bytes of their names: a
+        /// name may be any bytes but "/" and NUL, and a blocked one must be
+        /// masked by exactly that name (see BlockedPaths).
+        var hits: [(type: UInt8, path: [UInt8])] = []
         var visited = 0
         var directoriesRead = 0
         var directoriesReused = 0
@@ -77,7 +80,7 @@ struct WalkIndex: Sendable {
     }
 }
 
-/// `sbx_walk` for Swift: the matches as (type letter, path relative to `root`).
+/// `sbx_walk` for Swift: the matches as (type letter, path relative to `root`, raw bytes).
 /// A walk that fails is an error, never an empty answer: the sandbox would
 /// show what the profile hides.
 func sbxWalk(_ root: String, patterns: [String], inodes: [(UInt64, UInt64)],
@@ -101,8 +104,12 @@ func sbxWalk(_ root: String, patterns: [String], inodes: [(UInt64, UInt64)],
     defer { free(raw) }
     var out = WalkIndex.Walk()
     out.visited = visited
-    for line in String(cString: raw).split(separator: "\n") where line != "." {
-        out.hits.append((line.first!, String(line.dropFirst())))
+    // Records "<type><path>\0", the last one ".".
+    var record = UnsafeRawPointer(raw).assumingMemoryBound(to: UInt8.self)
+    while record.pointee != UInt8(ascii: ".") {
+        let length = strlen(UnsafeRawPointer(record).assumingMemoryBound(to: CChar.self))
+        out.hits.append((record.pointee, Array(UnsafeBufferPointer(start: record + 1, count: length - 1))))
+        record += length + 1
     }
     return out
 }

@@ -194,6 +194,50 @@ struct BlockedPathTests {
         }
     }
 
+    /// Names are bytes: one that is not UTF-8, one with a newline, and the NFC
+    /// and NFD spellings of "café" (equal as Swift strings, two directories).
+    /// Each secret reads empty, through a hard link too, and the workdir's
+    /// other files are still there.
+    @Test("a secret whose name is not UTF-8, holds a newline or has two spellings reads empty")
+    func blockedNamesAreBytes() async throws {
+        try await withSbxTemp("bytes") { dir in
+            try dir.write("work/plain.txt", "ok")
+            func create(_ rel: String, _ bytes: [UInt8], directory: Bool = false) throws {
+                let path = Array((dir.path + "/work/").utf8) + bytes
+                let ok = (path + [0]).withUnsafeBufferPointer { buf -> Bool in
+                    let p = UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self)
+                    if directory { return Glibc.mkdir(p, 0o755) == 0 }
+                    let fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+                    defer { close(fd) }
+                    return fd >= 0 && Glibc.write(fd, "SECRET(\(rel))", rel.utf8.count + 8) > 0
+                }
+                guard ok else { throw SbxError("create \(rel): \(String(cString: strerror(errno)))") }
+            }
+            // The names as printf(1) writes them inside, and as bytes here.
+            let secrets: [(printf: String, bytes: [UInt8])] = [
+                ("caf\\351/.env", Array("caf".utf8) + [0xE9] + Array("/.env".utf8)),
+                (".env\\377", Array(".env".utf8) + [0xFF]),
+                ("d/id_rsa\\nx", Array("d/id_rsa\nx".utf8)),
+                ("caf\\303\\251/.env", Array("caf\u{E9}/.env".utf8)),
+                ("cafe\\314\\201/.env", Array("cafe\u{301}/.env".utf8)),
+            ]
+            for name in [Array("caf".utf8) + [0xE9], Array("caf\u{E9}".utf8), Array("cafe\u{301}".utf8), Array("d".utf8)] {
+                try create("dir", name, directory: true)
+            }
+            for (i, s) in secrets.enumerated() { try create("secret \(i)", s.bytes) }
+            // A second name for the non-UTF-8 secret.
+            let linked = (Array((dir.path + "/work/").utf8) + secrets[1].bytes + [0]).withUnsafeBufferPointer {
+                Glibc.link(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), dir.path + "/work/notes.txt")
+            }
+            #expect(linked == 0)
+
+            let names = secrets.map { "'\($0.printf)'" }.joined(separator: " ") + " notes.txt plain.txt"
+            let r = await SbxExec(workdir: dir.path + "/work").run(
+                ["sh", "-c", "for n in \(names); do f=$(printf \"$n\"); printf '[%s]' \"$(cat \"$f\" 2>&1)\"; done"])
+            #expect(r.stdout == "[][][][][][][ok]", "\(r)")
+        }
+    }
+
     @Test("hidden system files read empty")
     func hiddenSystemFiles() async throws {
         try await withSbxTemp("hide") { dir in
