@@ -217,6 +217,19 @@ struct PlannerTests {
         }
     }
 
+    /// getcwd of a directory whose name is not UTF-8 comes back repaired; the
+    /// error says why such a workdir cannot be found.
+    @Test func aWorkdirNameThatIsNotUTF8IsExplained() {
+        let error = #expect(throws: SandboxError.self) {
+            try Planner().plan(profile: Profile(name: "worker"), request: request("/tmp/caf\u{FFFD}-missing"))
+        }
+        #expect(error?.message.contains("not valid UTF-8") == true, "\(String(describing: error))")
+        let plain = #expect(throws: SandboxError.self) {
+            try Planner().plan(profile: Profile(name: "worker"), request: request("/tmp/cafe-missing"))
+        }
+        #expect(plain?.message.contains("UTF-8") == false)
+    }
+
     @Test func missingReadWriteBindIsAnError() throws {
         try withTempDir { dir in
             var req = request(dir)

@@ -16,7 +16,10 @@ public struct Planner {
     public func plan(profile: Profile, request: ExecRequest) throws(SandboxError) -> LaunchPlan {
         guard !request.argv.isEmpty else { throw SandboxError("exec: no command given; usage: sandboxd exec [OPTIONS] -- CMD [ARG...]") }
         guard let workdir = resolvedPath(request.workdir), let wst = statPath(workdir), (wst.st_mode & S_IFMT) == S_IFDIR else {
-            throw SandboxError("exec: --workdir \(request.workdir): not an existing directory")
+            // U+FFFD is what reading a name that is not UTF-8 leaves (getcwd, arguments).
+            let hint = request.workdir.unicodeScalars.contains("\u{FFFD}")
+                ? " (a name in its path is probably not valid UTF-8, which sandboxd cannot carry: rename it)" : ""
+            throw SandboxError("exec: --workdir \(request.workdir): not an existing directory\(hint)")
         }
         guard workdir != "/" else { throw SandboxError("exec: --workdir /: the host's root cannot be the workdir; pick a project directory") }
         let fs = profile.filesystem
