@@ -47,6 +47,18 @@ enum Persist {
             return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
         }
 
+        /// Waits (up to 10 s) until no process holds a sandbox's lock. An exec
+        /// answers before its finisher has torn down the sandbox's mounts and
+        /// synced its records; removing the state meanwhile left directories behind.
+        func awaitLocks() {
+            for name in entries() {
+                let fd = open(dir(name) + "/lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                guard fd >= 0 else { continue }
+                defer { close(fd) }
+                for _ in 0..<10_000 where flock(fd, LOCK_EX | LOCK_NB) != 0 { usleep(1_000) }
+            }
+        }
+
         /// Entries of `sandboxes/` (hidden ones included).
         func entries() -> [String] {
             ((try? FileManager.default.contentsOfDirectory(atPath: sandboxes)) ?? []).sorted()
@@ -59,7 +71,10 @@ enum Persist {
         try #require(missing == nil, "\(missing ?? "")")
         let scratch = try SbxTemp("p4-\(tag)")
         let home = Home(path: scratch.path + "/state", scratch: scratch)
-        defer { scratch.remove() }
+        defer {
+            home.awaitLocks()
+            scratch.remove()
+        }
         let result = try await body(home)
         let mounts = SbxHost.mounts().filter { $0.contains(scratch.path) }
         #expect(mounts.isEmpty, "mounts left: \(mounts)")
