@@ -695,7 +695,7 @@ struct StoreCheckpointTests {
             try writeFileAtomically(src + "/good", Array("g".utf8))
             makeRaw(src + "/sub", [0x63, 0x61, 0x66, 0xE9])  // "caf\xe9", Latin-1
             let e = #expect(throws: SandboxError.self) { _ = try FileSys.copyTree(src, dir + "/copy") }
-            #expect(e?.message.contains("sub/caf\\xe9: the name is not valid UTF-8") == true, "\(e?.message ?? "")")
+            #expect(e?.message.contains("sub/caf\\xE9: the name is not valid UTF-8") == true, "\(e?.message ?? "")")
             #expect(throws: SandboxError.self) { _ = try FileSys.entries(src + "/sub") }
             #expect(FileSys.list(src + "/sub") == ["caf\u{FFFD}"], "list (sandboxd's own files) still reads it")
 

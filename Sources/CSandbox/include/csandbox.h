@@ -166,9 +166,10 @@ void sbx_janitor_dismiss(struct sbx_janitor *janitor);
 
 /* Walk `root` (not following symlinks) and return a malloc'd list of matches,
  * each a type letter (f, d, l) and the path relative to root, terminated by
- * NUL (a name may hold any other byte), ending with the record ".". An entry matches when its name matches one of `patterns`
- * (fnmatch) or, for files with more than one link, its (dev, ino) is one of
- * the `n_inodes` pairs in `inodes`. A matched directory is not descended into.
+ * NUL (a name may hold any other byte), ending with the record ".". An entry
+ * matches when its name matches one of `patterns` (fnmatch) or, for files
+ * with more than one link, its (dev, ino) is one of the `n_inodes` pairs in
+ * `inodes`. A matched directory is not descended into.
  * NULL on error (errno set). `visited` receives the number of entries seen.
  *
  * `index` (name mode only; may be NULL) carries the index of an earlier walk

@@ -70,7 +70,7 @@ struct BlockedPaths {
             } else if pattern.hasPrefix("**/") {
                 walkPatterns.append(String(pattern.dropFirst(3)))
             } else if !pattern.contains("/") {
-                for name in RawPath.entries(Array(workdir.utf8)) where RawPath.matches(pattern, name) {
+                for name in RawPath.entries(Array(workdir.utf8)) ?? [] where RawPath.matches(pattern, name) {
                     maskHost(below(workdir, name))
                 }
             } else {
@@ -131,7 +131,7 @@ struct BlockedPaths {
             budget -= 1
             switch st.st_mode & S_IFMT {
             case S_IFREG where st.st_nlink > 1: inodes.append((UInt64(st.st_dev), UInt64(st.st_ino)))
-            case S_IFDIR: for name in RawPath.entries(p) { visit(p + [RawPath.slash] + name) }
+            case S_IFDIR: for name in RawPath.entries(p) ?? [] { visit(p + [RawPath.slash] + name) }
             default: break
             }
         }

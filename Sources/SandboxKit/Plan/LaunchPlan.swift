@@ -34,8 +34,9 @@ public struct LaunchPlan: Sendable, Equatable {
         /// A blocked-path mask at `path` (bytes inside the sandbox, see `RawPath`),
         /// skipped if the entry is gone by the time the root is built.
         public static func mask(at path: [UInt8]) -> Mount {
+            if let text = String(validating: path, as: UTF8.self) { return Mount(.mask, target: text, optional: true) }
             var m = Mount(.mask, target: RawPath.display(path), optional: true)
-            if String(validating: path, as: UTF8.self) == nil { m.rawTarget = path }
+            m.rawTarget = path
             return m
         }
     }

@@ -80,7 +80,7 @@ struct WalkIndex: Sendable {
     }
 }
 
-/// `sbx_walk` for Swift: the matches as (type letter, path relative to `root`, raw bytes).
+/// `sbx_walk` for Swift: the matches as (type letter, path relative to `root` in raw bytes).
 /// A walk that fails is an error, never an empty answer: the sandbox would
 /// show what the profile hides.
 func sbxWalk(_ root: String, patterns: [String], inodes: [(UInt64, UInt64)],

@@ -92,8 +92,7 @@ public enum FileSys {
         var names: [String] = []
         for entry in try readNames(path) {
             guard let name = entry.name else {
-                let shown = entry.bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16) }.joined()
-                throw SandboxError("\(path)/\(shown): the name is not valid UTF-8, which sandboxd cannot carry faithfully; rename it (for example with convmv) and retry")
+                throw SandboxError("\(path)/\(RawPath.display(entry.bytes)): the name is not valid UTF-8, which sandboxd cannot carry faithfully; rename it (for example with convmv) and retry")
             }
             names.append(name)
         }
@@ -102,18 +101,11 @@ public enum FileSys {
 
     /// A directory's entries as read: the raw name, and the name as a string when it is valid UTF-8.
     private static func readNames(_ path: String) throws(SandboxError) -> [(bytes: [UInt8], name: String?)] {
-        guard let d = opendir(path) else {
+        guard let names = RawPath.entries(Array(path.utf8)) else {
             if errno == ENOENT || errno == ENOTDIR { return [] }
             throw SandboxError("cannot read \(path): \(errnoString())")
         }
-        defer { closedir(d) }
-        var out: [(bytes: [UInt8], name: String?)] = []
-        while let e = readdir(d) {
-            let bytes = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
-            if bytes == [0x2E] || bytes == [0x2E, 0x2E] { continue }
-            out.append((bytes, String(validating: bytes, as: UTF8.self)))
-        }
-        return out
+        return names.map { ($0, String(validating: $0, as: UTF8.self)) }
     }
 
     /// Removes every entry of directory `path` whose name is not in `keep`,

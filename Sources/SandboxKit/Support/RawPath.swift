@@ -33,9 +33,9 @@ enum RawPath {
         return path.starts(with: base) && (path.count == base.count || path[base.count] == slash)
     }
 
-    /// The names in directory `dir` but "." and ".."; empty if it cannot be read.
-    static func entries(_ dir: [UInt8]) -> [[UInt8]] {
-        guard let d = withCString(dir, { opendir($0) }) else { return [] }
+    /// The names in directory `dir` but "." and "..", unsorted; nil (errno set) if it cannot be read.
+    static func entries(_ dir: [UInt8]) -> [[UInt8]]? {
+        guard let d = withCString(dir, { opendir($0) }) else { return nil }
         defer { closedir(d) }
         var names: [[UInt8]] = []
         while let e = readdir(d) {
