@@ -55,7 +55,11 @@ enum Persist {
                 let fd = open(dir(name) + "/lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
                 guard fd >= 0 else { continue }
                 defer { close(fd) }
-                for _ in 0..<10_000 where flock(fd, LOCK_EX | LOCK_NB) != 0 { usleep(1_000) }
+                var tries = 0
+                while flock(fd, LOCK_EX | LOCK_NB) != 0 && tries < 10_000 {
+                    usleep(1_000)
+                    tries += 1
+                }
             }
         }
 
