@@ -154,14 +154,26 @@ int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out)
     return 0;
 }
 
-void sbx_janitor_dismiss(struct sbx_janitor *j)
+void sbx_janitor_release(struct sbx_janitor *j)
 {
     if (j->fd < 0) return;
     char d = 'd';
     sbx_write_all(j->fd, &d, 1);
     close(j->fd);
+    j->fd = -1;
+}
+
+void sbx_janitor_reap(struct sbx_janitor *j)
+{
+    if (!j->memory) return;
     /* Its stack and paths are ours: free them only once it has exited. */
     while (waitpid(j->pid, NULL, __WCLONE) < 0 && errno == EINTR) {}
     munmap(j->memory, j->memory_size);
-    j->fd = -1;
+    j->memory = NULL;
+}
+
+void sbx_janitor_dismiss(struct sbx_janitor *j)
+{
+    sbx_janitor_release(j);
+    sbx_janitor_reap(j);
 }

@@ -939,7 +939,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     /* The sandbox's mount namespace, taken while pid 1 is still dumpable
      * (after it is not, an unprivileged sandboxd could not open it): holding
      * it moves the tree's teardown out of pid 1's exit, to a moment of the
-     * supervisor's choosing (sbx_release_async). Optional: without it pid 1's
+     * supervisor's choosing (Supervisor.run, release.c). Optional: without it pid 1's
      * exit tears the tree down as before. */
     mntns = open_ns(pid, "ns/mnt");
     /* Idmapped binds: the trees the child inherited are the same mounts, so

@@ -10,9 +10,9 @@
  * the final close runs the teardown in the closing thread's return to user
  * space. Two ways to pay for it:
  *
- *  - sbx_release_async: on a helper thread while the supervisor removes
- *    cgroups and writes its records; sbx_release_wait joins it, so nothing
- *    of the sandbox outlives sandboxd (a fresh `exec`).
+ *  - in sandboxd, after the cgroups are removed, while the dismissed janitor
+ *    exits on the other core (Supervisor.run), so nothing of the sandbox
+ *    outlives sandboxd (a fresh `exec`);
  *  - sbx_finisher_start: in a process that outlives sandboxd (a named
  *    sandbox's `exec`). It closes the namespace (the overlay's sync), fsyncs
  *    the run's end records, renames the manifest into place and only then
@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -35,43 +34,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-struct sbx_release {
-    pthread_t thread;
-    int fd;
-};
-
-static void *release(void *arg)
-{
-    struct sbx_release *r = arg;
-    close(r->fd);
-    return NULL;
-}
-
-struct sbx_release *sbx_release_async(int fd)
-{
-    struct sbx_release *r = malloc(sizeof *r);
-    if (r) {
-        r->fd = fd;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        /* The thread only closes a descriptor: a small stack is plenty. */
-        pthread_attr_setstacksize(&attr, 64 * 1024);
-        int rc = pthread_create(&r->thread, &attr, release, r);
-        pthread_attr_destroy(&attr);
-        if (rc == 0) return r;
-        free(r);
-    }
-    close(fd);
-    return NULL;
-}
-
-void sbx_release_wait(struct sbx_release *r)
-{
-    if (!r) return;
-    pthread_join(r->thread, NULL);
-    free(r);
-}
 
 /*
  * The finisher shares sandboxd's memory (CLONE_VM), like the janitor, and for

@@ -122,7 +122,7 @@ struct sbx_child {
     int32_t pidfd;      /* pidfd of that process (close-on-exec) */
     int32_t sync_fd;    /* socket: carries the command's final wait status */
     int32_t pty_master; /* with SBX_PLAN_TTY: master side of the command's pty, else -1 */
-    int32_t mntns_fd;   /* the sandbox's mount namespace (close-on-exec), or -1: see sbx_release_async */
+    int32_t mntns_fd;   /* the sandbox's mount namespace (close-on-exec), or -1: see Supervisor.run */
     int32_t err_fd;     /* until sbx_spawn_finish: the pipe that reports a failed setup (EOF = exec'd) */
 };
 
@@ -161,7 +161,11 @@ struct sbx_janitor {
 };
 /* `dirs` is a NULL-terminated list, copied. Returns 0, or -1 (errno set). */
 int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out);
-/* Tell the janitor the parent cleaned up itself; reap it and free its memory. */
+/* Tell the janitor the parent cleaned up itself (release: it exits on its
+ * own, which on another core overlaps what the caller does next), then reap
+ * it and free its memory (reap). dismiss is both. */
+void sbx_janitor_release(struct sbx_janitor *janitor);
+void sbx_janitor_reap(struct sbx_janitor *janitor);
 void sbx_janitor_dismiss(struct sbx_janitor *janitor);
 
 /* Walk `root` (not following symlinks) and return a malloc'd list of matches,
@@ -200,15 +204,6 @@ int sbx_netns_wait(struct sbx_netns *n, int *fd, int *home_fd);
 void sbx_netns_release(struct sbx_netns *n);
 /* Bring `lo` up in the calling thread's network namespace. */
 int sbx_loopback_up(void);
-
-/* Closes `fd` on a helper thread, which then pays for what the close frees.
- * For a sandbox's mount namespace (sbx_child.mntns_fd) that is the unmount of
- * its whole tree, overlayfs's sync of its upper layers included: work that
- * would otherwise sit on the critical path in pid 1's exit. NULL (and the fd
- * closed here) if no thread could start. sbx_release_wait joins and frees. */
-struct sbx_release;
-struct sbx_release *sbx_release_async(int fd);
-void sbx_release_wait(struct sbx_release *r);
 
 /* Hands a named sandbox's end to a process that outlives sandboxd (see
  * release.c): it closes `mntns_fd` (the mount tree's teardown, overlayfs's

@@ -92,27 +92,27 @@ public struct Supervisor {
         terminal?.restore()
         terminal = nil
 
+        // Pid 1 sends the command's status just before it exits: the cgroups'
+        // figures are read while its exit runs on the other core.
+        var cmdStatus: Int32 = 0
+        let reported = sbx_read_status(child.syncFD, &cmdStatus) == 0
+        let cg = owned?.set.usage()
         var status: Int32 = 0
         var usage = rusage()
         while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
         // Pid 1 is gone; its mount tree is not, while we hold the namespace.
-        // Its teardown overlaps the cgroup removal and the caller's records.
+        // The last close tears it down here, after the cgroups are removed and
+        // while the dismissed janitor exits on the other core (a thread of its
+        // own would add a cross-core wake-up: ~0.15 ms on this VM).
         var mountNamespace = child.mountNamespace
-        var teardown: OpaquePointer? = nil
-        func releaseMounts() {
-            if mountNamespace >= 0 { teardown = sbx_release_async(mountNamespace) }
+        func closeMounts() {
+            if mountNamespace >= 0 { close(mountNamespace) }
             mountNamespace = -1
         }
-        if finish == nil { releaseMounts() }
-        defer {
-            releaseMounts()
-            sbx_release_wait(teardown)
+        func release() {
+            if let owned { owned.remove(meanwhile: closeMounts) } else { closeMounts() }
         }
-        var cmdStatus: Int32 = 0
-        let reported = sbx_read_status(child.syncFD, &cmdStatus) == 0
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
-
-        let cg = owned?.set.usage()
         let gitWarning = plan.gitGuard?.verify()
 
         let final = reported ? cmdStatus : status
@@ -136,24 +136,24 @@ public struct Supervisor {
         // removal overlaps their syncs.
         if let finish {
             do { try finish(result, &mountNamespace) } catch {
-                releaseMounts()
-                cleanupCgroups()
+                release()
                 throw error
             }
-            releaseMounts()
         }
-        cleanupCgroups()
+        release()
         return result
     }
 
-    /// Polls until pid 1 exits. Returns whether the timeout fired.
+    /// Polls until pid 1 reports the command's status (or exits without one).
+    /// Returns whether the timeout fired.
     private func supervise(_ child: LaunchedSandbox, sigfd: Int32, timeout: Double) -> Bool {
         let deadline = timeout > 0 ? monotonicSeconds() + timeout : .infinity
         var stdinOpen = child.ptyMaster >= 0
         var masterOpen = child.ptyMaster >= 0
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
-            var fds = [pollfd(fd: child.pidfd, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: child.pidfd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: child.syncFD, events: Int16(POLLIN), revents: 0)]
             if sigfd >= 0 { fds.append(pollfd(fd: sigfd, events: Int16(POLLIN), revents: 0)) }
             if masterOpen { fds.append(pollfd(fd: child.ptyMaster, events: Int16(POLLIN), revents: 0)) }
             if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
@@ -168,7 +168,7 @@ public struct Supervisor {
             if n < 0 { if errno == EINTR { continue }; return false }
             if n == 0 { continue }
             for p in fds where p.revents != 0 {
-                if p.fd == child.pidfd {
+                if p.fd == child.pidfd || p.fd == child.syncFD {
                     if masterOpen { drain(child.ptyMaster, &buf) }
                     return false
                 } else if p.fd == sigfd {

@@ -57,12 +57,16 @@ struct BlockedPathTests {
 
             try dir.write("work/d17/.env.prod", "SECRET\n")
             try dir.write("work/d4/new/id_rsa", "SECRET\n")
+            // The first walk after the change: the index's times of d17 and d4
+            // are stale and d4/new is not in it, so all three are read. (Only
+            // this walk: it may record them for the next one once they are
+            // two seconds old, which a loaded machine can reach.)
+            let third = try await walked()
+            #expect(third.read == 3 && third.reused == 29 && third.masks == second.masks + 2, "\(third) after \(second)")
             for secret in ["d17/.env.prod", "d4/new/id_rsa"] {
                 let r = await sbx.probe("read", secret)
                 #expect(r.line == "OK len=0 data=", "\(secret): \(r)")
             }
-            let third = try await walked()
-            #expect(third.read == 3 && third.reused == 29 && third.masks == second.masks + 2, "\(third) after \(second)")
 
             // A cache the sandbox could write (here inside its workdir) is neither read nor written.
             let exposed = sbx.with { $0.spawn.environment["SANDBOXD_CACHE"] = dir.path + "/work/.cache" }
