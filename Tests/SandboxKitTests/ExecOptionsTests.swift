@@ -3,7 +3,7 @@ import Testing
 
 @Suite("exec options")
 struct ExecOptionsTests {
-    func parse(_ args: String...) throws(UsageError) -> ExecOptions { try ExecOptions.parse(args) }
+    func parse(_ args: String...) throws(UsageError) -> ExecOptions { try ExecOptions.parse(args[...]) }
 
     @Test func everyOptionInBothSpellings() throws {
         let spaced = try parse("-p", "ci", "--workdir", "/w", "--timeout", "2.5", "--env", "A=1=2", "--env", "B=",
@@ -59,7 +59,7 @@ struct ExecOptionsTests {
     func usageErrorsNameTheFlag(args: [String], expected: String) {
         let message: String?
         do throws(UsageError) {
-            _ = try ExecOptions.parse(args)
+            _ = try ExecOptions.parse(args[...])
             message = nil
         } catch {
             message = error.message

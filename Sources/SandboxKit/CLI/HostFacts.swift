@@ -15,7 +15,7 @@ public struct HostFacts: Sendable {
 
     /// Read once per process: the environment, the working directory, HOME (or the passwd entry).
     public static func current() -> HostFacts {
-        var environment: [String: String] = [:]
+        var environment = [String: String](minimumCapacity: 64) // no rehashing as it fills
         var entry: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
         while let current = entry, let pointer = current.pointee {
             // Split at the first '=' as bytes: per-Character scanning cost ~5 µs a variable.

@@ -57,8 +57,12 @@ public final class SeccompCache: @unchecked Sendable {
     static func fnv1a(_ s: String) -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        // Sixteen hex digits by hand: String(_:radix:) is generic and ran
+        // unspecialized here, with run-time witness lookups on every launch.
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { out[15 - i] = digits[Int((h >> (4 * UInt64(i))) & 0xf)] }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// File layout: the key line, a line of program lengths (instructions), then the raw programs.
