@@ -36,17 +36,49 @@ struct SeccompTests {
         #expect(p.deny.contains("personality"))
     }
 
-    @Test func compilesTwoProgramsWithTheArgumentChecks() throws {
+    @Test func compilesOneProgramWithTheArgumentChecks() throws {
         let programs = try SeccompCompiler.compile(SeccompPolicy.forProfile(.init()))
-        #expect(programs.count == 2)
-        #expect(programs[0].instructionCount > 100, "the allow-list program is long")
+        #expect(programs.count == 1, "the argument checks and the allow-list, chained")
+        #expect(programs[0].instructionCount > 100, "the allow-list is long")
         #expect(programs.allSatisfy { $0.bytes.count % 8 == 0 })
-        // The argument program compares ioctl's request with TIOCSTI and TIOCLINUX.
-        let ks = constants(programs[1])
-        #expect(ks.contains(0x5412) && ks.contains(0x541C))
+        let ks = constants(programs[0])
+        #expect(ks.contains(0x5412) && ks.contains(0x541C), "TIOCSTI and TIOCLINUX")
         #expect(ks.contains(0x1000_0000), "CLONE_NEWUSER")
-        // Both check the architecture first: x86_64's AUDIT_ARCH value.
-        #expect(constants(programs[0]).contains(0xC000_003E))
+        #expect(ks.contains(0xC000_003E), "the architecture check: x86_64's AUDIT_ARCH value")
+    }
+
+    /// The chained program answers every call as the kernel answers with the
+    /// two programs loaded as separate filters: a classic BPF interpreter runs
+    /// both forms over every syscall number, both ABIs and argument values the
+    /// checks look at.
+    @Test(arguments: [Profile.Seccomp(), Profile.Seccomp(deny: ["ioctl", "personality", "fchmodat"], allow: ["ptrace"])])
+    func chainingKeepsEveryVerdict(section: Profile.Seccomp) throws {
+        let policy = SeccompPolicy.forProfile(section)
+        let syscalls = try SeccompCompiler.compileSyscalls(policy)
+        let arguments = try SeccompCompiler.compileArguments(policy)
+        let chained = try #require(SeccompProgram.chain(arguments, then: syscalls))
+        #expect(chained.instructionCount == syscalls.instructionCount + arguments.instructionCount)
+        let values: [UInt64] = [0, 0x1000_0000, 0x2_0000, 0x4000_0000, 0x5412, 0xdead_0000_0000_5412, 0x541C, 0x5413,
+                                0o4755, 0o2755, 0o755, 0o100, 0o20000000, 0o100 | 0o2, 0x0008, 0xffff_ffff, .max]
+        var rng = SplitMix(seed: 42)
+        var compared = 0, denied = 0
+        for arch: UInt32 in [0xC000_003E, 0x4000_0003] {
+            for nr in Array(0..<460).map(UInt32.init) + [0x4000_0000, 0x4000_0001, 0x4000_0038, 0xffff_ffff] {
+                for _ in 0..<24 {
+                    let args = (0..<6).map { _ in values[Int(rng.next() % UInt64(values.count))] }
+                    let data = seccompData(nr: nr, arch: arch, args: args)
+                    // The kernel runs the newest filter (the argument checks) first
+                    // and keeps the first of the strictest verdicts.
+                    let separate = strictest(try run(arguments, data), try run(syscalls, data))
+                    let one = try run(chained, data)
+                    #expect(one == separate, "nr \(nr) arch \(String(arch, radix: 16)) args \(args)")
+                    if one != separate { return }
+                    compared += 1
+                    if one != SeccompCompiler.actAllow { denied += 1 }
+                }
+            }
+        }
+        #expect(compared == 2 * 464 * 24 && denied > compared / 4, "\(compared) calls, \(denied) not allowed")
     }
 
     @Test func cacheReturnsTheSamePrograms() throws {
@@ -114,6 +146,77 @@ struct SeccompTests {
     }
 
     /// The `k` operands of a classic BPF program.
+    /// The seccomp_data the kernel hands a filter: nr, arch, instruction pointer, six arguments.
+    private func seccompData(nr: UInt32, arch: UInt32, args: [UInt64]) -> [UInt8] {
+        var d = [UInt8](repeating: 0, count: 64)
+        d.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: nr, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: arch, toByteOffset: 4, as: UInt32.self)
+            for (i, a) in args.enumerated() { raw.storeBytes(of: a, toByteOffset: 16 + 8 * i, as: UInt64.self) }
+        }
+        return d
+    }
+
+    /// Of two verdicts (the newest filter's first), the kernel keeps the one
+    /// whose action, as a signed number, is smallest; the first on a tie.
+    private func strictest(_ newest: UInt32, _ older: UInt32) -> UInt32 {
+        Int32(bitPattern: older & 0xffff_0000) < Int32(bitPattern: newest & 0xffff_0000) ? older : newest
+    }
+
+    struct UnknownInstruction: Error { var code: UInt16 }
+
+    /// Classic BPF as seccomp runs it, for the instructions libseccomp emits;
+    /// anything else fails the test rather than being guessed at.
+    private func run(_ program: SeccompProgram, _ data: [UInt8]) throws -> UInt32 {
+        var a: UInt32 = 0, x: UInt32 = 0, mem = [UInt32](repeating: 0, count: 16), pc = 0
+        let n = program.instructionCount
+        while pc < n {
+            let (code, jt, jf, k) = program.bytes.withUnsafeBytes { raw in
+                (raw.loadUnaligned(fromByteOffset: pc * 8, as: UInt16.self), raw[pc * 8 + 2], raw[pc * 8 + 3],
+                 raw.loadUnaligned(fromByteOffset: pc * 8 + 4, as: UInt32.self))
+            }
+            pc += 1
+            switch code {
+            case 0x20: a = data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: Int(k), as: UInt32.self) } // ld [k]
+            case 0x00: a = k                       // ld #k
+            case 0x01: x = k                       // ldx #k
+            case 0x60: a = mem[Int(k)]             // ld M[k]
+            case 0x61: x = mem[Int(k)]             // ldx M[k]
+            case 0x02: mem[Int(k)] = a             // st M[k]
+            case 0x03: mem[Int(k)] = x             // stx M[k]
+            case 0x07: x = a                       // tax
+            case 0x87: a = x                       // txa
+            case 0x54: a &= k                      // and #k
+            case 0x5c: a &= x                      // and x
+            case 0x44: a |= k                      // or #k
+            case 0x05: pc += Int(k)                // ja
+            case 0x15: pc += Int(a == k ? jt : jf) // jeq #k
+            case 0x25: pc += Int(a > k ? jt : jf)  // jgt #k
+            case 0x35: pc += Int(a >= k ? jt : jf) // jge #k
+            case 0x45: pc += Int(a & k != 0 ? jt : jf) // jset #k
+            case 0x1d: pc += Int(a == x ? jt : jf) // jeq x
+            case 0x2d: pc += Int(a > x ? jt : jf)  // jgt x
+            case 0x3d: pc += Int(a >= x ? jt : jf) // jge x
+            case 0x06: return k                    // ret #k
+            default: throw UnknownInstruction(code: code)
+            }
+        }
+        throw UnknownInstruction(code: 0xffff) // ran off the end: the kernel's checker forbids it
+    }
+
+    /// A small deterministic generator for the argument values.
+    struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
     func constants(_ p: SeccompProgram) -> Set<UInt32> {
         var out = Set<UInt32>()
         for i in 0..<p.instructionCount {

@@ -42,7 +42,7 @@ public final class SeccompCache: @unchecked Sendable {
     /// Everything the compiled bytes depend on.
     static func key(_ seccomp: Profile.Seccomp) -> String {
         let v = seccomp_version().pointee
-        return "sandboxd-seccomp 5|build \(buildID ?? "none")|libseccomp \(v.major).\(v.minor).\(v.micro)"
+        return "sandboxd-seccomp 6|build \(buildID ?? "none")|libseccomp \(v.major).\(v.minor).\(v.micro)"
             + "|arch \(seccomp_arch_native())|deny+ \(seccomp.deny.joined(separator: ","))|allow+ \(seccomp.allow.joined(separator: ","))"
     }
 

@@ -9,6 +9,44 @@ public struct SeccompProgram: Sendable, Equatable {
     public var instructionCount: Int { bytes.count / 8 }
 }
 
+extension SeccompProgram {
+    /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
+    static let maxInstructions = 4096
+
+    /// `first`, whose every "allow" verdict becomes a jump to the start of
+    /// `second`: one program whose verdict is the one the kernel would reach
+    /// with `second` loaded first and `first` after it (a verdict of `first`
+    /// other than allow stands; otherwise `second` decides). That holds while
+    /// `second` never answers more strictly than `first` where `first` denies:
+    /// here `first` (the argument checks) answers EPERM where `second` allows
+    /// or answers EPERM too, and both kill a foreign ABI first (SeccompTests
+    /// checks it call by call). Each "return allow" is replaced by an
+    /// unconditional jump of the same size, so no other jump of `first` moves. nil if a
+    /// return takes its value from a register (not libseccomp's output) or the
+    /// sum is too long.
+    static func chain(_ first: SeccompProgram, then second: SeccompProgram) -> SeccompProgram? {
+        let n = first.instructionCount
+        guard n > 0, n + second.instructionCount <= maxInstructions else { return nil }
+        var bytes = first.bytes
+        for i in 0..<n {
+            // struct sock_filter: u16 code, u8 jt, u8 jf, u32 k, in host order.
+            let code = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 8, as: UInt16.self) }
+            guard code & 0x07 == 0x06 else { continue }     // BPF_RET
+            guard code & 0x18 == 0x00 else { return nil }   // BPF_K: a constant verdict
+            let k = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 8 + 4, as: UInt32.self) }
+            guard k == SeccompCompiler.actAllow else { continue }
+            let jump = (code: UInt16(0x05), jt: UInt8(0), jf: UInt8(0), k: UInt32(n - i - 1)) // BPF_JMP|BPF_JA
+            bytes.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: jump.code, toByteOffset: i * 8, as: UInt16.self)
+                raw.storeBytes(of: jump.jt, toByteOffset: i * 8 + 2, as: UInt8.self)
+                raw.storeBytes(of: jump.jf, toByteOffset: i * 8 + 3, as: UInt8.self)
+                raw.storeBytes(of: jump.k, toByteOffset: i * 8 + 4, as: UInt32.self)
+            }
+        }
+        return SeccompProgram(bytes: bytes + second.bytes)
+    }
+}
+
 /// Compiles a `SeccompPolicy` to BPF with libseccomp, in the parent, so the
 /// child only has to load it (`seccomp_export_bpf`).
 public enum SeccompCompiler {
@@ -17,13 +55,16 @@ public enum SeccompCompiler {
     static let actKillProcess: UInt32 = 0x8000_0000
     static func actErrno(_ e: Int32) -> UInt32 { 0x0005_0000 | (UInt32(e) & 0xffff) }
 
-    /// Two programs, both loaded: the kernel runs every filter and keeps the
-    /// strictest verdict. libseccomp lets an unconditional allow swallow a
-    /// conditional deny of the same syscall, so argument checks (namespace
-    /// flags of clone, terminal-injection ioctls) live in a second program
-    /// whose default is allow.
+    /// libseccomp lets an unconditional allow swallow a conditional deny of
+    /// the same syscall, so argument checks (namespace flags of clone,
+    /// terminal-injection ioctls, setuid bits) are compiled as a second
+    /// program whose default is allow. The two are chained into one (see
+    /// `SeccompProgram.chain`): the kernel then attaches, JIT-compiles and
+    /// runs one filter instead of two. Should a chain not fit, both are loaded.
     public static func compile(_ policy: SeccompPolicy) throws(SandboxError) -> [SeccompProgram] {
-        [try compileSyscalls(policy), try compileArguments(policy)]
+        let syscalls = try compileSyscalls(policy), arguments = try compileArguments(policy)
+        if let one = SeccompProgram.chain(arguments, then: syscalls) { return [one] }
+        return [syscalls, arguments]
     }
 
     /// The allow-list: unknown syscalls ENOSYS, refused ones EPERM.

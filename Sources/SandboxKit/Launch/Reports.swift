@@ -73,7 +73,7 @@ extension LaunchPlan {
         s += "ids         uid \(ids.uid) gid \(ids.gid); uid_map \(ids.uidMap.split(separator: "\n").joined(separator: ", "))\n"
         s += "network     \(loopback ? "loopback only" : "none")\n"
         s += "caps        \(capabilities.isEmpty ? "(none)" : capabilities.joined(separator: " ")); no_new_privs\n"
-        s += "seccomp     \(seccomp.count) programs, \(seccomp.map(\.instructionCount).reduce(0, +)) instructions\n"
+        s += "seccomp     \(seccomp.count) program\(seccomp.count == 1 ? "" : "s"), \(seccomp.map(\.instructionCount).reduce(0, +)) instructions\n"
         s += "limits      memory \(limits.memory) pids \(limits.pids) cpus \(limits.cpus) nofile \(limits.openFiles) fsize \(limits.fileSize) timeout \(timeout)\n"
         s += "mounts\n"
         for m in mounts {
