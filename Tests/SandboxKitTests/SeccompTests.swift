@@ -134,18 +134,24 @@ struct SeccompTests {
             let dead = cacheDir + "/seccomp-0123456789abcdef.bpf.tmp.9999999"
             let ours = cacheDir + "/seccomp-0123456789abcdef.bpf.tmp.\(getpid())"
             for f in [dead, ours] { try Data("partial".utf8).write(to: URL(fileURLWithPath: f)) }
-            let other = cacheDir + "/seccomp-fedcba9876543210.bpf"
-            try Data("sandboxd-seccomp 5|build someotherbuild|libseccomp 2.5.4\n".utf8).write(to: URL(fileURLWithPath: other))
+            // Other builds' entries: one written two hours ago, one just now
+            // (another installed sandboxd, used in turn with this one).
+            let old = cacheDir + "/seccomp-fedcba9876543210.bpf", recent = cacheDir + "/seccomp-fedcba9876543211.bpf"
+            for f in [old, recent] {
+                try Data("sandboxd-seccomp 6|build someotherbuild|libseccomp 2.5.4\n".utf8).write(to: URL(fileURLWithPath: f))
+            }
+            var times = [timeval(tv_sec: time(nil) - 7200, tv_usec: 0), timeval(tv_sec: time(nil) - 7200, tv_usec: 0)]
+            #expect(utimes(old, &times) == 0)
             _ = try SeccompCache(directory: cacheDir).programs(for: .init(deny: ["acct"]))
             #expect(access(dead, F_OK) != 0, "a dead writer's temporary file is removed")
             #expect(access(ours, F_OK) == 0, "a live writer's temporary file is left alone")
-            #expect(access(other, F_OK) != 0, "another build's entry is removed")
+            #expect(access(old, F_OK) != 0, "another build's entry an hour old is removed")
+            #expect(access(recent, F_OK) == 0, "another build's recent entry stays: the two would evict each other on every launch")
             let kept = FileSys.list(cacheDir).filter { $0.hasSuffix(".bpf") }
-            #expect(kept.count == 1, "this build's new entry stays: \(kept)")
+            #expect(kept.count == 2, "this build's new entry and the recent one stay: \(kept)")
         }
     }
 
-    /// The `k` operands of a classic BPF program.
     /// The seccomp_data the kernel hands a filter: nr, arch, instruction pointer, six arguments.
     private func seccompData(nr: UInt32, arch: UInt32, args: [UInt64]) -> [UInt8] {
         var d = [UInt8](repeating: 0, count: 64)
@@ -217,6 +223,7 @@ struct SeccompTests {
         }
     }
 
+    /// The `k` operands of a classic BPF program.
     func constants(_ p: SeccompProgram) -> Set<UInt32> {
         var out = Set<UInt32>()
         for i in 0..<p.instructionCount {

@@ -125,6 +125,24 @@ struct WalkIndexTests {
         }
     }
 
+    /// A new entry prunes other builds' entries once they are an hour old;
+    /// a recent one stays (two installed builds used in turn would otherwise
+    /// evict each other's and walk in full every time).
+    @Test func aNewEntryPrunesOtherBuildsOldEntriesOnly() throws {
+        try withTempDir { dir in
+            mkdir(dir + "/cache", 0o700)
+            let old = dir + "/cache/walk-0000000000000001.idx", recent = dir + "/cache/walk-0000000000000002.idx"
+            for f in [old, recent] { try Data("sandboxd-walk 1|build someotherbuild|x\0".utf8).write(to: URL(fileURLWithPath: f)) }
+            var times = [timeval(tv_sec: time(nil) - 7200, tv_usec: 0), timeval(tv_sec: time(nil) - 7200, tv_usec: 0)]
+            #expect(utimes(old, &times) == 0)
+            _ = try indexedTree(dir)
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/cache").filter { $0.hasPrefix("walk-") }
+            #expect(access(old, F_OK) != 0, "\(files)")
+            #expect(access(recent, F_OK) == 0, "\(files)")
+            #expect(files.count == 2, "the recent entry and this build's new one: \(files)")
+        }
+    }
+
     @Test func smallTreesWriteNoIndex() throws {
         try withTempDir { dir in
             let root = dir + "/work"

@@ -57,11 +57,14 @@ struct WalkIndex: Sendable {
                 directory.write(name, keyBytes + Array(fresh), durable: false)
                 // Pruning reads every entry's key: only when an entry is new, not on every change of a known tree.
                 guard prev.isEmpty else { return result }
-                let monthAgo = time(nil) - 30 * 86_400
+                // Other builds' entries go once an hour old (as in SeccompCache:
+                // two builds used in turn would otherwise evict each other's
+                // and walk every tree in full); this build's after a month unused.
+                let monthAgo = time(nil) - 30 * 86_400, hourAgo = time(nil) - 3600
                 directory.prune(prefix: "walk-", head: 4096) { name, head in
                     guard name.hasSuffix(".idx"), let bytes = head() else { return true }
-                    let recent = lstatPath(directory.path + "/" + name).map { $0.st_mtim.tv_sec >= monthAgo } ?? false
-                    return recent && WalkIndex.isCurrent(bytes, build: id)
+                    guard let mtime = lstatPath(directory.path + "/" + name)?.st_mtim.tv_sec else { return false }
+                    return WalkIndex.isCurrent(bytes, build: id) ? mtime >= monthAgo : mtime >= hourAgo
                 }
             }
         }
