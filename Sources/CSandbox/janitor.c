@@ -67,12 +67,12 @@ static int janitor_main(void *p)
 {
     const struct janitor_args *args = p;
     sbx_sys(SYS_setsid, 0, 0, 0, 0);
-    /* Its own signal table (no CLONE_SIGHAND): ignore everything that could stop it early. */
-    for (int s = 1; s < NSIG; s++) {
-        if (s == SIGKILL || s == SIGSTOP || s == SIGCHLD) continue;
-        struct { void (*handler)(int); unsigned long flags; void (*restorer)(void); unsigned long mask; } ign = { SIG_IGN, 0, 0, 0 };
-        sbx_sys(SYS_rt_sigaction, s, (long)&ign, 0, sizeof ign.mask);
-    }
+    /* Its own signal mask (a task's own, CLONE_VM or not): block everything
+     * that could stop it early. A blocked signal stays pending and never
+     * runs its default action; one call, where ignoring each signal took 63
+     * while the sandbox starts on the same two cores. */
+    unsigned long all = ~0UL;
+    sbx_sys(SYS_rt_sigprocmask, SIG_BLOCK, (long)&all, 0, sizeof all);
     /* Its own descriptor table (no CLONE_FILES): keep only the pipe, stdio on /dev/null. */
     long devnull = sbx_sys(SYS_openat, AT_FDCWD, (long)"/dev/null", O_RDWR | O_CLOEXEC, 0);
     for (int i = 0; i < 3; i++) if (devnull >= 0 && devnull != i) sbx_sys(SYS_dup3, devnull, i, 0, 0);
