@@ -42,7 +42,7 @@ public struct ExecOptions: Equatable, Sendable {
     /// Parses the arguments after `exec`; a usage error names the flag at fault.
     /// A concrete slice, not `some Collection`: called across modules, the
     /// generic version ran unspecialized and looked up its associated types at
-    /// run time (~0.1 ms of a cold launch).
+    /// run time on every launch.
     public static func parse(_ args: ArraySlice<String>) throws(UsageError) -> ExecOptions {
         var o = ExecOptions()
         var rest = args

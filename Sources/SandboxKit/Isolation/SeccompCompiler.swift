@@ -21,9 +21,9 @@ extension SeccompProgram {
     /// here `first` (the argument checks) answers EPERM where `second` allows
     /// or answers EPERM too, and both kill a foreign ABI first (SeccompTests
     /// checks it call by call). Each "return allow" is replaced by an
-    /// unconditional jump of the same size, so no other jump of `first` moves. nil if a
-    /// return takes its value from a register (not libseccomp's output) or the
-    /// sum is too long.
+    /// unconditional jump of the same size, so no other jump of `first`
+    /// moves. nil if a return takes its value from a register (not
+    /// libseccomp's output) or the sum is too long.
     static func chain(_ first: SeccompProgram, then second: SeccompProgram) -> SeccompProgram? {
         let n = first.instructionCount
         guard n > 0, n + second.instructionCount <= maxInstructions else { return nil }
