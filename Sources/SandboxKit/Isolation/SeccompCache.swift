@@ -88,16 +88,13 @@ public final class SeccompCache: @unchecked Sendable {
         for p in programs { data += p.bytes }
         directory.write(name, data, durable: true)
         // Entries of other builds never match this one (their key names
-        // another build ID): remove them when a new entry is written, so
-        // rebuilding does not grow the directory; but only once they are an
-        // hour old, so two installed builds used in turn do not evict each
-        // other's entries on every launch (each would compile again, ~4 ms).
+        // another build ID): remove them when a new entry is written, once
+        // past CacheDirectory.otherBuildGrace, so rebuilding does not grow the directory.
         guard let id = SeccompCache.buildID else { return }
-        let hourAgo = time(nil) - 3600
-        directory.prune(prefix: "seccomp-", head: 512) { name, head in
+        let graceStart = time(nil) - CacheDirectory.otherBuildGrace
+        directory.prune(prefix: "seccomp-", head: 512) { name, head, modified in
             guard name.hasSuffix(".bpf"), let bytes = head() else { return true }
-            if String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self).contains("|build \(id)|") { return true }
-            return lstatPath(directory.path + "/" + name).map { $0.st_mtim.tv_sec >= hourAgo } ?? false
+            return modified >= graceStart || String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self).contains("|build \(id)|")
         }
     }
 }

@@ -57,14 +57,12 @@ struct WalkIndex: Sendable {
                 directory.write(name, keyBytes + Array(fresh), durable: false)
                 // Pruning reads every entry's key: only when an entry is new, not on every change of a known tree.
                 guard prev.isEmpty else { return result }
-                // Other builds' entries go once an hour old (as in SeccompCache:
-                // two builds used in turn would otherwise evict each other's
-                // and walk every tree in full); this build's after a month unused.
-                let monthAgo = time(nil) - 30 * 86_400, hourAgo = time(nil) - 3600
-                directory.prune(prefix: "walk-", head: 4096) { name, head in
+                // This build's entries go after a month unused; other builds'
+                // once past CacheDirectory.otherBuildGrace.
+                let monthAgo = time(nil) - 30 * 86_400, graceStart = time(nil) - CacheDirectory.otherBuildGrace
+                directory.prune(prefix: "walk-", head: 4096) { name, head, modified in
                     guard name.hasSuffix(".idx"), let bytes = head() else { return true }
-                    guard let mtime = lstatPath(directory.path + "/" + name)?.st_mtim.tv_sec else { return false }
-                    return WalkIndex.isCurrent(bytes, build: id) ? mtime >= monthAgo : mtime >= hourAgo
+                    return modified >= (WalkIndex.isCurrent(bytes, build: id) ? monthAgo : graceStart)
                 }
             }
         }

@@ -63,10 +63,17 @@ struct CacheDirectory: Sendable {
         utimensat(AT_FDCWD, file, nil, AT_SYMLINK_NOFOLLOW)
     }
 
+    /// How long another build's entries are kept. They never match this
+    /// build, but two installed builds used in turn would otherwise evict each
+    /// other's entries on every launch (compiling seccomp again, ~4 ms, and
+    /// walking trees in full); an hour still keeps rebuilds from piling up.
+    static let otherBuildGrace = 3600
+
     /// Removes entries starting with `prefix` that `keep` rejects (given the
-    /// name and a reader of the entry's first `head` bytes), and the temporary
-    /// files of writers killed before their rename (`NAME.tmp.PID`, PID gone).
-    func prune(prefix: String, head: Int, keep: (String, () -> [UInt8]?) -> Bool) {
+    /// name, a reader of the entry's first `head` bytes and its modification
+    /// time in seconds), and the temporary files of writers killed before
+    /// their rename (`NAME.tmp.PID`, PID gone).
+    func prune(prefix: String, head: Int, keep: (String, () -> [UInt8]?, Int) -> Bool) {
         guard trusted(), let d = opendir(path) else { return }
         defer { closedir(d) }
         while let entry = readdir(d) {
@@ -77,7 +84,8 @@ struct CacheDirectory: Sendable {
                 if pid != getpid(), kill(pid, 0) != 0, errno == ESRCH { unlink(path + "/" + name) }
                 continue
             }
-            if !keep(name, { read(name, limit: head, prefixOnly: true) }) { unlink(path + "/" + name) }
+            guard let st = lstatPath(path + "/" + name) else { continue }
+            if !keep(name, { read(name, limit: head, prefixOnly: true) }, st.st_mtim.tv_sec) { unlink(path + "/" + name) }
         }
     }
 
