@@ -2,9 +2,13 @@
  * The cgroup janitor. cgroup directories are the one thing a sandbox leaves on
  * the host that the kernel does not clean up when its processes die, so a
  * SIGKILLed sandboxd would leak them. The janitor is started before the
- * sandbox, holds the read end of a pipe whose write end only sandboxd holds,
- * and on EOF without a dismissal removes the directories once the sandbox's
- * processes (killed by PDEATHSIG) are gone.
+ * sandbox and holds the read end of a pipe whose write end only sandboxd
+ * holds. What it reads there decides what it does:
+ *  - 'd' (dismissed): sandboxd removed the groups itself; exit.
+ *  - 'r' (hand-off): the sandbox's processes are gone and sandboxd is
+ *    returning without waiting; remove the groups, then exit;
+ *  - EOF: sandboxd died; once the sandbox's processes (killed by PDEATHSIG)
+ *    are gone, remove the groups.
  *
  * It is a process that shares sandboxd's memory (CLONE_VM, its own small
  * stack), not a fork: copying the page tables of a 14 MB Swift binary cost
@@ -83,8 +87,10 @@ static int janitor_main(void *p)
     long r;
     do r = sbx_sys(SYS_read, args->rfd, (long)&c, 1, 0); while (r == -EINTR);
     if (r == 1 && c == 'd') return 0;
-    /* sandboxd is gone without cleaning up. Its sandbox dies with it (PDEATHSIG);
-     * wait for the cgroups to empty, then remove them. Give up after ~10 s. */
+    /* Handed off, the groups are empty and the first pass removes them. Else
+     * sandboxd is gone without cleaning up and its sandbox dies with it
+     * (PDEATHSIG): wait for the groups to empty, then remove them. Give up
+     * after ~10 s. */
     for (int attempt = 0; attempt < 1000; attempt++) {
         int left = 0;
         for (const char *const *d = args->dirs; *d; d++) {
@@ -176,4 +182,16 @@ void sbx_janitor_dismiss(struct sbx_janitor *j)
 {
     sbx_janitor_release(j);
     sbx_janitor_reap(j);
+}
+
+void sbx_janitor_hand_off(struct sbx_janitor *j)
+{
+    if (j->fd < 0) return;
+    char r = 'r';
+    sbx_write_all(j->fd, &r, 1);
+    close(j->fd);
+    /* Its block stays mapped for as long as this process lives: the janitor
+     * runs on it, and nothing here waits for it to finish. */
+    j->fd = -1;
+    j->memory = NULL;
 }

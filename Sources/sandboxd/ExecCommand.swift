@@ -8,6 +8,9 @@ struct ExecCommand {
     let host: HostFacts
     /// Made on a helper thread while the profile loads and the plan is made.
     let network: PreparedNetwork?
+    /// This process exits once the report is out: the janitor removes the
+    /// sandbox's emptied cgroups as it returns.
+    var supervisor: Supervisor { Supervisor(network: network, cgroupRemoval: .afterReturn) }
 
     /// Parses the arguments after `exec`, runs, and returns the exit status.
     static func main(_ args: ArraySlice<String>) -> Int32 {
@@ -60,7 +63,7 @@ struct ExecCommand {
         if options.dryRun { return try emitPlan(try NamedExec.plan(store: store, name: name, template: template)) }
         let (plan, result) = try NamedExec.run(store: store, name: name, template: template,
                                                workflowID: AuditLog.workflowID(options.workflowID, environment: host.environment),
-                                               cgroupName: "sandboxd-\(getpid())", network: network)
+                                               cgroupName: "sandboxd-\(getpid())", supervisor: supervisor)
         return try report(plan, result)
     }
 
@@ -78,7 +81,7 @@ struct ExecCommand {
         do throws(SandboxError) {
             plan = try Planner().plan(profile: profile, request: request)
             if options.dryRun { return try emitPlan(plan) }
-            result = try Supervisor(network: network).run(plan, cgroupName: "sandboxd-\(getpid())")
+            result = try supervisor.run(plan, cgroupName: "sandboxd-\(getpid())")
         } catch {
             _ = session.finish(runID: "exec-\(getpid())-failed")
             throw error
@@ -109,7 +112,7 @@ struct ExecCommand {
     private func execute(_ profile: Profile, _ request: ExecRequest) throws(SandboxError) -> Int32 {
         let plan = try Planner().plan(profile: profile, request: request)
         if options.dryRun { return try emitPlan(plan) }
-        return try report(plan, try Supervisor(network: network).run(plan, cgroupName: "sandboxd-\(getpid())"))
+        return try report(plan, try supervisor.run(plan, cgroupName: "sandboxd-\(getpid())"))
     }
 
     /// Writes the report and the warnings; returns the exit code.

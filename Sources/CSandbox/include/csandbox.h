@@ -152,7 +152,8 @@ int sbx_read_status(int sync_fd, int *status);
 const char *sbx_stage_name(int32_t stage);
 
 /* The cgroup janitor: a tiny process that outlives a SIGKILLed sandboxd and
- * removes the sandbox's cgroup directories once they are empty. */
+ * removes the sandbox's cgroup directories once they are empty, or that
+ * removes them when handed them after sandboxd is done with them. */
 struct sbx_janitor {
     int fd;          /* write end of its pipe (close-on-exec); -1 when not running */
     int pid;
@@ -167,6 +168,11 @@ int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out);
 void sbx_janitor_release(struct sbx_janitor *janitor);
 void sbx_janitor_reap(struct sbx_janitor *janitor);
 void sbx_janitor_dismiss(struct sbx_janitor *janitor);
+/* Hand the janitor the removal of the (empty) groups: it removes them and
+ * exits without the caller waiting. Only for a caller that exits soon after:
+ * the janitor stays its child (never reaped, memory never freed) until then,
+ * and is reaped by init or the nearest subreaper after. */
+void sbx_janitor_hand_off(struct sbx_janitor *janitor);
 
 /* Walk `root` (not following symlinks) and return a malloc'd list of matches,
  * each a type letter (f, d, l) and the path relative to root, terminated by

@@ -226,7 +226,7 @@ public struct CgroupSet: Sendable {
     /// processes are gone once its pid 1 has been reaped, but the kernel may
     /// take a moment to release an emptied group; retry briefly.
     public func remove() {
-        for fd in joinFDs { close(fd) }
+        closeJoinFDs()
         for d in directories.reversed() {
             for attempt in 0..<200 {
                 if rmdir(d) == 0 || errno == ENOENT { break }
@@ -235,6 +235,11 @@ public struct CgroupSet: Sendable {
                 nanosleep(&ts, nil)
             }
         }
+    }
+
+    /// Closes what the sandbox joined the groups through (`remove` does too).
+    public func closeJoinFDs() {
+        for fd in joinFDs { close(fd) }
     }
 
     static func counter(_ text: String, _ key: String) -> UInt64 {

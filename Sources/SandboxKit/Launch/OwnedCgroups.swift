@@ -41,6 +41,17 @@ final class OwnedCgroups {
         dismissJanitor()
     }
 
+    /// Runs `meanwhile`, then hands the groups' removal to the janitor and
+    /// returns without waiting for it (Supervisor.CgroupRemoval.afterReturn).
+    /// Removes them here instead if there is no janitor.
+    func handOff(meanwhile: () -> Void) {
+        guard janitor != nil else { return remove(meanwhile: meanwhile) }
+        set.closeJoinFDs()
+        meanwhile()
+        sbx_janitor_hand_off(&janitor!)
+        janitor = nil
+    }
+
     private func dismissJanitor() {
         if janitor != nil { sbx_janitor_dismiss(&janitor!) }
         janitor = nil

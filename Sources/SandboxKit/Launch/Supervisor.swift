@@ -25,15 +25,34 @@ public struct SandboxResult: Sendable, Equatable {
 public struct Supervisor {
     /// A network namespace prepared for this launch, if any (root only).
     let network: PreparedNetwork?
+    let cgroupRemoval: CgroupRemoval
 
-    public init(network: PreparedNetwork? = nil) { self.network = network }
+    /// When a sandbox's cgroups, emptied once its pid 1 is reaped, are removed.
+    public enum CgroupRemoval: Sendable {
+        /// Before `run` returns: a long-lived caller, or one that may remove
+        /// its own cgroup at once.
+        case beforeReturn
+        /// By the janitor as `run` returns (~0.15 ms sooner; the kernel's
+        /// teardown of a v1 memory group then competes with nothing of the
+        /// caller's), as bwrap's pid 1 unmounts its tree after bwrap has
+        /// returned. Only for a process that exits right after `run` (the
+        /// sandboxd command): the janitor is its child until it exits.
+        /// Ignored when this process is its pid namespace's init, whose exit
+        /// would kill the janitor first.
+        case afterReturn
+    }
+
+    public init(network: PreparedNetwork? = nil, cgroupRemoval: CgroupRemoval = .beforeReturn) {
+        self.network = network
+        self.cgroupRemoval = cgroupRemoval == .afterReturn && getpid() == 1 ? .beforeReturn : cgroupRemoval
+    }
 
     /// Signals forwarded to the sandbox's pid 1, which passes them to the command.
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
-    /// Runs `plan`. The sandbox's mount tree is torn down on a helper thread
-    /// while the cgroups are removed, and joined before this returns or
-    /// throws: nothing of the sandbox outlives the call.
+    /// Runs `plan`. When this returns or throws, the sandbox's processes and
+    /// its mount tree are gone, and so are its cgroups unless their removal
+    /// was handed to the janitor (`CgroupRemoval.afterReturn`).
     public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
         try run(plan, cgroupName: cgroupName, finishing: nil)
     }
@@ -101,16 +120,21 @@ public struct Supervisor {
         var usage = rusage()
         while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
         // Pid 1 is gone; its mount tree is not, while we hold the namespace.
-        // The last close tears it down here, after the cgroups are removed and
-        // while the dismissed janitor exits on the other core (a thread of its
-        // own would add a cross-core wake-up: ~0.15 ms on this VM).
+        // The last close tears it down here: after the cgroups are removed,
+        // while the dismissed janitor exits on the other core (a thread of
+        // its own would add a cross-core wake-up: ~0.15 ms on this VM), or
+        // before the janitor is handed their removal.
         var mountNamespace = child.mountNamespace
         func closeMounts() {
             if mountNamespace >= 0 { close(mountNamespace) }
             mountNamespace = -1
         }
         func release() {
-            if let owned { owned.remove(meanwhile: closeMounts) } else { closeMounts() }
+            guard let owned else { return closeMounts() }
+            switch cgroupRemoval {
+            case .beforeReturn: owned.remove(meanwhile: closeMounts)
+            case .afterReturn: owned.handOff(meanwhile: closeMounts)
+            }
         }
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
         let gitWarning = plan.gitGuard?.verify()

@@ -63,7 +63,7 @@ public enum NamedExec {
 
     /// Runs `template.argv` in the sandbox `name`; returns the plan used and the result.
     public static func run(store: SandboxStore, name: String, template: ExecRequest, workflowID: String,
-                           cgroupName: String, network: PreparedNetwork? = nil) throws(SandboxError) -> (LaunchPlan, SandboxResult) {
+                           cgroupName: String, supervisor: Supervisor = Supervisor()) throws(SandboxError) -> (LaunchPlan, SandboxResult) {
         let session = try SandboxSession.open(store: store, name: name, operation: "exec", workflow: workflowID)
         defer { session.lock.release() }
         let prof = try profile(session.manifest)
@@ -126,7 +126,7 @@ public enum NamedExec {
         var pendingManifest: PendingReplacement? = nil
         var ended = false
         do {
-            let result = try Supervisor(network: network).run(plan, cgroupName: cgroupName, finishing: { r, mounts throws(SandboxError) in
+            let result = try supervisor.run(plan, cgroupName: cgroupName, finishing: { r, mounts throws(SandboxError) in
                 ended = true
                 let (batch, manifest) = try finish(.success(r))
                 if Finisher.start(mountNamespace: mounts, batch: batch, replacement: manifest, lock: session.lock) {

@@ -66,7 +66,7 @@ struct ExitCodeTests {
                 if c.code >= 124 && c.code <= 127 { #expect(r.stderr.hasPrefix("sandboxd: "), "\(r)") }
             }
             check()
-            #expect(SbxHost.cgroupDirs(named: "sandboxd-\(r.pid)").isEmpty)
+            #expect(await SbxHost.cgroupsLeft(named: "sandboxd-\(r.pid)").isEmpty)
         }
     }
 }

@@ -399,6 +399,18 @@ enum SbxHost {
         return out
     }
 
+    /// Polls until no cgroup directory is named `name`, up to `seconds`; returns
+    /// what is left. `sandboxd exec` hands its emptied groups to the janitor,
+    /// which removes them just after sandboxd has returned.
+    static func cgroupsLeft(named name: String, seconds: Double = 3) async -> [String] {
+        let end = SbxProcess.now() + seconds
+        while true {
+            let left = cgroupDirs(named: name)
+            if left.isEmpty || SbxProcess.now() > end { return left }
+            await sbxSleep(0.01)
+        }
+    }
+
     static func mounts() -> Set<String> {
         let text = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
         return Set(text.split(separator: "\n").map(String.init))
