@@ -273,6 +273,10 @@ public struct CgroupSet: Sendable {
 
     private static func makeDir(_ path: String) throws(SandboxError) {
         guard mkdir(path, 0o755) == 0 else {
+            if errno == EEXIST {
+                // Names are per pid: a sandboxd of another pid namespace in the same cgroup, or a group left behind.
+                throw SandboxError("cgroups: \(path) already exists: another sandboxd with pid \(getpid()) in another pid namespace uses this cgroup, or a janitor was killed before removing it; if no process is in it (its cgroup.procs is empty), remove it with rmdir")
+            }
             throw SandboxError("cgroups: cannot create \(path): \(errnoString()); sandboxd needs write access to its own cgroup (run as root, or under a delegated cgroup)")
         }
     }

@@ -411,6 +411,24 @@ enum SbxHost {
         }
     }
 
+    /// This process's memory cgroup directory, below which a sandboxd it runs
+    /// makes its own: in the v1 memory hierarchy if one is mounted, else in
+    /// the unified one.
+    static func ownMemoryCgroup() -> String? {
+        let text = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        var unified: String?
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { continue }
+            let path = f[2] == "/" ? "" : String(f[2])
+            if f[1].split(separator: ",").contains("memory"), access("/sys/fs/cgroup/memory", F_OK) == 0 {
+                return "/sys/fs/cgroup/memory" + path
+            }
+            if f[0] == "0" { unified = "/sys/fs/cgroup" + path }
+        }
+        return unified
+    }
+
     static func mounts() -> Set<String> {
         let text = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
         return Set(text.split(separator: "\n").map(String.init))

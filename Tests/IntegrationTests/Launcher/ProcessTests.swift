@@ -166,14 +166,25 @@ struct ProcessTests {
     /// as its pid namespace's init it must remove them itself, since its exit
     /// kills every process of that namespace, the janitor with them. (The
     /// namespace gets a /proc of its own: sandboxd writes its child's uid_map
-    /// through /proc by pid.)
-    @Test("sandboxd as its pid namespace's init removes its cgroups before it exits")
+    /// through /proc by pid.) Every such sandboxd is pid 1, so a second one in
+    /// the same cgroup finds its group's name taken: it says so and leaves
+    /// the other's group alone.
+    @Test("sandboxd as its pid namespace's init removes its cgroups before it exits; a name taken is a clear error")
     func cgroupsRemovedAsInit() async throws {
         try await withSbxTemp("as-init") { dir in
             let sbx = SbxExec(workdir: dir.path)
-            let r = await sbxRun(["/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--"] + sbx.argv(["/bin/true"]), sbx.spawn)
+            let asInit = ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--"] + sbx.argv(["/bin/true"])
+            let r = await sbxRun(asInit, sbx.spawn)
             #expect(r.exitCode == 0, "\(r)")
             #expect(await SbxHost.cgroupsLeft(named: "sandboxd-1", seconds: 1).isEmpty)
+
+            let taken = try #require(SbxHost.ownMemoryCgroup()) + "/sandboxd-1"
+            try #require(mkdir(taken, 0o755) == 0, "mkdir \(taken): errno \(errno)")
+            defer { rmdir(taken) }
+            let clash = await sbxRun(asInit, sbx.spawn)
+            #expect(clash.exitCode == 125 && clash.stderr.contains("\(taken) already exists"), "\(clash)")
+            #expect(access(taken, F_OK) == 0, "the group that was there is gone")
+            #expect(SbxHost.cgroupDirs(named: "sandboxd-1") == [taken])
         }
     }
 
