@@ -2,11 +2,13 @@
  * The cgroup janitor. cgroup directories are the one thing a sandbox leaves on
  * the host that the kernel does not clean up when its processes die, so a
  * SIGKILLed sandboxd would leak them. The janitor is started before the
- * sandbox and holds the read end of a pipe whose write end only sandboxd
+ * sandbox and holds one end of a socket pair whose other end only sandboxd
  * holds. What it reads there decides what it does:
  *  - 'd' (dismissed): sandboxd removed the groups itself; exit.
  *  - 'r' (hand-off): the sandbox's processes are gone and sandboxd is
- *    returning without waiting; remove the groups, then exit;
+ *    returning without waiting; remove the groups, then close the sandbox's
+ *    mount namespace if it came with the message (the last reference: the
+ *    mount tree is torn down here), then exit;
  *  - EOF: sandboxd died; once the sandbox's processes (killed by PDEATHSIG)
  *    are gone, remove the groups.
  *
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,7 +41,7 @@
 #define JANITOR_STACK (64 * 1024)
 
 struct janitor_args {
-    int rfd;
+    int rfd;            /* its end of the socket pair */
     const char *const *dirs; /* in the block allocated by sbx_janitor_start */
 };
 
@@ -67,6 +70,24 @@ static void kill_members(const char *dir)
     if (have && v > 1) sbx_sys(SYS_kill, v, SIGKILL, 0, 0);
 }
 
+/* One byte from sandboxd, and the descriptor that may come with it (else -1
+ * in *fd). Returns what recvmsg returned: 1, 0 on EOF, or -errno. */
+static long receive(int sock, char *c, long *fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
+    struct iovec iov = { c, 1 };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+    long r;
+    do r = sbx_sys(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC, 0); while (r == -EINTR);
+    struct cmsghdr *cm = r == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+        int got;
+        memcpy(&got, CMSG_DATA(cm), sizeof got);
+        *fd = got;
+    }
+    return r;
+}
+
 static int janitor_main(void *p)
 {
     const struct janitor_args *args = p;
@@ -77,15 +98,15 @@ static int janitor_main(void *p)
      * while the sandbox starts on the same two cores. */
     unsigned long all = ~0UL;
     sbx_sys(SYS_rt_sigprocmask, SIG_BLOCK, (long)&all, 0, sizeof all);
-    /* Its own descriptor table (no CLONE_FILES): keep only the pipe, stdio on /dev/null. */
+    /* Its own descriptor table (no CLONE_FILES): keep only the socket, stdio on /dev/null. */
     long devnull = sbx_sys(SYS_openat, AT_FDCWD, (long)"/dev/null", O_RDWR | O_CLOEXEC, 0);
     for (int i = 0; i < 3; i++) if (devnull >= 0 && devnull != i) sbx_sys(SYS_dup3, devnull, i, 0, 0);
     if (args->rfd > 3) sbx_sys(SYS_close_range, 3, args->rfd - 1, 0, 0);
     sbx_sys(SYS_close_range, args->rfd + 1, ~0u, 0, 0);
 
-    char c;
-    long r;
-    do r = sbx_sys(SYS_read, args->rfd, (long)&c, 1, 0); while (r == -EINTR);
+    char c = 0;
+    long mntns = -1;
+    long r = receive(args->rfd, &c, &mntns);
     if (r == 1 && c == 'd') return 0;
     /* Handed off, the groups are empty and the first pass removes them. Else
      * sandboxd is gone without cleaning up and its sandbox dies with it
@@ -98,6 +119,10 @@ static int janitor_main(void *p)
             left = 1;
             kill_members(*d);
         }
+        /* After the first pass, whatever it left: the tree's teardown runs
+         * as this close returns to user space. */
+        if (mntns >= 0) sbx_sys(SYS_close, mntns, 0, 0, 0);
+        mntns = -1;
         if (!left) break;
         struct timespec ts = { 0, 10 * 1000 * 1000 };
         sbx_sys(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, (long)&ts, 0);
@@ -130,13 +155,14 @@ int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out)
     copies[n] = NULL;
     args->dirs = copies;
 
+    /* A socket pair rather than a pipe: a hand-off carries a descriptor. */
     int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
         munmap(block, size);
         return -1;
     }
     /* Above stdio: the janitor puts /dev/null on 0-2 (a sandboxd started with
-     * one of them closed would otherwise hand it the pipe there). */
+     * one of them closed would otherwise hand it the socket there). */
     if (p[0] < 3) {
         int moved = fcntl(p[0], F_DUPFD_CLOEXEC, 3);
         close(p[0]);
@@ -164,7 +190,8 @@ void sbx_janitor_release(struct sbx_janitor *j)
 {
     if (j->fd < 0) return;
     char d = 'd';
-    sbx_write_all(j->fd, &d, 1);
+    /* MSG_NOSIGNAL: a janitor killed by someone must not take sandboxd with it (SIGPIPE). */
+    while (send(j->fd, &d, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
     close(j->fd);
     j->fd = -1;
 }
@@ -184,14 +211,37 @@ void sbx_janitor_dismiss(struct sbx_janitor *j)
     sbx_janitor_reap(j);
 }
 
-void sbx_janitor_hand_off(struct sbx_janitor *j)
+int sbx_janitor_hand_off(struct sbx_janitor *j, int mntns_fd)
 {
-    if (j->fd < 0) return;
+    if (j->fd < 0) return -1;
     char r = 'r';
-    sbx_write_all(j->fd, &r, 1);
+    struct iovec iov = { &r, 1 };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    char cbuf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
+    if (mntns_fd >= 0) {
+        memset(cbuf, 0, sizeof cbuf);
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &mntns_fd, sizeof mntns_fd);
+    }
+    ssize_t sent;
+    do sent = sendmsg(j->fd, &mh, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
+    int took = sent == 1 ? 0 : -1;
+    /* Without the descriptor the groups are still the janitor's to remove
+     * (EOF means the same to it); the namespace stays the caller's. */
+    if (sent != 1 && mntns_fd >= 0) {
+        mh.msg_control = NULL;
+        mh.msg_controllen = 0;
+        do sent = sendmsg(j->fd, &mh, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
+    }
     close(j->fd);
     /* Its block stays mapped for as long as this process lives: the janitor
      * runs on it, and nothing here waits for it to finish. */
     j->fd = -1;
     j->memory = NULL;
+    return took;
 }

@@ -8,11 +8,13 @@
  * command's end and sandboxd's answer. sbx_spawn therefore keeps a
  * descriptor of the namespace; pid 1's exit then only drops a reference, and
  * the final close runs the teardown in the closing thread's return to user
- * space. Two ways to pay for it:
+ * space. Three ways to pay for it:
  *
+ *  - in the janitor, handed the namespace with the emptied cgroups just
+ *    before sandboxd returns (`sandboxd exec`: sbx_janitor_hand_off);
  *  - in sandboxd, after the cgroups are removed, while the dismissed janitor
- *    exits on the other core (Supervisor.run), so nothing of the sandbox
- *    outlives sandboxd (a fresh `exec`);
+ *    exits on the other core (Supervisor.run with Teardown.beforeReturn,
+ *    or no cgroups and so no janitor);
  *  - sbx_finisher_start: in a process that outlives sandboxd (a named
  *    sandbox's `exec`). It closes the namespace (the overlay's sync), fsyncs
  *    the run's end records, renames the manifest into place and only then

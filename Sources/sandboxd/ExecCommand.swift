@@ -8,9 +8,9 @@ struct ExecCommand {
     let host: HostFacts
     /// Made on a helper thread while the profile loads and the plan is made.
     let network: PreparedNetwork?
-    /// This process exits once the report is out: the janitor removes the
-    /// sandbox's emptied cgroups as it returns.
-    var supervisor: Supervisor { Supervisor(network: network, cgroupRemoval: .afterReturn) }
+    /// This process exits once the report is out: the janitor releases the
+    /// emptied sandbox (mount tree, cgroups) as it returns.
+    var supervisor: Supervisor { Supervisor(network: network, teardown: .afterReturn) }
 
     /// Parses the arguments after `exec`, runs, and returns the exit status.
     static func main(_ args: ArraySlice<String>) -> Int32 {

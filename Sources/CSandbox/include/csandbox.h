@@ -155,7 +155,7 @@ const char *sbx_stage_name(int32_t stage);
  * removes the sandbox's cgroup directories once they are empty, or that
  * removes them when handed them after sandboxd is done with them. */
 struct sbx_janitor {
-    int fd;          /* write end of its pipe (close-on-exec); -1 when not running */
+    int fd;          /* sandboxd's end of its socket pair (close-on-exec); -1 when not running */
     int pid;
     void *memory;    /* its arguments and stack, freed by dismiss */
     size_t memory_size;
@@ -168,11 +168,14 @@ int sbx_janitor_start(const char *const *dirs, struct sbx_janitor *out);
 void sbx_janitor_release(struct sbx_janitor *janitor);
 void sbx_janitor_reap(struct sbx_janitor *janitor);
 void sbx_janitor_dismiss(struct sbx_janitor *janitor);
-/* Hand the janitor the removal of the (empty) groups: it removes them and
- * exits without the caller waiting. Only for a caller that exits soon after:
- * the janitor stays its child (never reaped, memory never freed) until then,
- * and is reaped by init or the nearest subreaper after. */
-void sbx_janitor_hand_off(struct sbx_janitor *janitor);
+/* Hand the janitor the removal of the (empty) groups and, if mntns_fd >= 0,
+ * the sandbox's mount namespace to close: it does both and exits without the
+ * caller waiting. Returns 0 if it took the namespace (the caller's copy is
+ * then no longer the last reference), -1 if not (the caller must close it).
+ * Only for a caller that exits soon after: the janitor stays its child
+ * (never reaped, memory never freed) until then, and is reaped by init or
+ * the nearest subreaper after. */
+int sbx_janitor_hand_off(struct sbx_janitor *janitor, int mntns_fd);
 
 /* Walk `root` (not following symlinks) and return a malloc'd list of matches,
  * each a type letter (f, d, l) and the path relative to root, terminated by

@@ -41,15 +41,20 @@ final class OwnedCgroups {
         dismissJanitor()
     }
 
-    /// Runs `meanwhile`, then hands the groups' removal to the janitor and
-    /// returns without waiting for it (Supervisor.CgroupRemoval.afterReturn).
-    /// Removes them here instead if there is no janitor.
-    func handOff(meanwhile: () -> Void) {
-        guard janitor != nil else { return remove(meanwhile: meanwhile) }
+    /// Hands the janitor the groups' removal and `mountNamespace` (if >= 0)
+    /// to close, and returns without waiting for it (Supervisor.Teardown).
+    /// Returns false, doing nothing, if there is no janitor. Sets
+    /// `mountNamespace` to -1 once it is the janitor's; if it could not be
+    /// handed over, it stays the caller's to close.
+    func handOff(mountNamespace: inout Int32) -> Bool {
+        guard janitor != nil else { return false }
         set.closeJoinFDs()
-        meanwhile()
-        sbx_janitor_hand_off(&janitor!)
+        if sbx_janitor_hand_off(&janitor!, mountNamespace) == 0 && mountNamespace >= 0 {
+            close(mountNamespace) // not the last reference: the janitor holds one
+            mountNamespace = -1
+        }
         janitor = nil
+        return true
     }
 
     private func dismissJanitor() {

@@ -25,34 +25,36 @@ public struct SandboxResult: Sendable, Equatable {
 public struct Supervisor {
     /// A network namespace prepared for this launch, if any (root only).
     let network: PreparedNetwork?
-    let cgroupRemoval: CgroupRemoval
+    let teardown: Teardown
 
-    /// When a sandbox's cgroups, emptied once its pid 1 is reaped, are removed.
-    public enum CgroupRemoval: Sendable {
-        /// Before `run` returns: a long-lived caller, or one that may remove
-        /// its own cgroup at once.
+    /// When the sandbox, emptied of processes once its pid 1 is reaped, is
+    /// released: its mount tree torn down and its cgroups removed. Its
+    /// processes are gone before `run` returns either way.
+    public enum Teardown: Sendable {
+        /// Before `run` returns: a long-lived caller, or one that may unmount
+        /// a file system the sandbox used, or remove its own cgroup, at once.
         case beforeReturn
-        /// By the janitor as `run` returns (~0.15 ms sooner; the kernel's
-        /// teardown of a v1 memory group then competes with nothing of the
-        /// caller's), as bwrap's pid 1 unmounts its tree after bwrap has
-        /// returned. Only for a process that exits right after `run` (the
-        /// sandboxd command): the janitor is its child until it exits.
+        /// By the janitor, as `run` returns (0.2-0.3 ms sooner on the 2-core
+        /// VM), as bwrap's pid 1 unmounts its tree after bwrap has returned.
+        /// Only for a process that exits right after `run` (the sandboxd
+        /// command): the janitor is its child until it exits. Without cgroups
+        /// there is no janitor, and the release happens before returning.
         /// Ignored when this process is its pid namespace's init, whose exit
         /// would kill the janitor first.
         case afterReturn
     }
 
-    public init(network: PreparedNetwork? = nil, cgroupRemoval: CgroupRemoval = .beforeReturn) {
+    public init(network: PreparedNetwork? = nil, teardown: Teardown = .beforeReturn) {
         self.network = network
-        self.cgroupRemoval = cgroupRemoval == .afterReturn && getpid() == 1 ? .beforeReturn : cgroupRemoval
+        self.teardown = teardown == .afterReturn && getpid() == 1 ? .beforeReturn : teardown
     }
 
     /// Signals forwarded to the sandbox's pid 1, which passes them to the command.
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
-    /// Runs `plan`. When this returns or throws, the sandbox's processes and
-    /// its mount tree are gone, and so are its cgroups unless their removal
-    /// was handed to the janitor (`CgroupRemoval.afterReturn`).
+    /// Runs `plan`. When this returns or throws, the sandbox's processes are
+    /// gone, and so are its mount tree and cgroups unless their release was
+    /// handed to the janitor (`Teardown.afterReturn`).
     public func run(_ plan: LaunchPlan, cgroupName: String) throws(SandboxError) -> SandboxResult {
         try run(plan, cgroupName: cgroupName, finishing: nil)
     }
@@ -120,10 +122,10 @@ public struct Supervisor {
         var usage = rusage()
         while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
         // Pid 1 is gone; its mount tree is not, while we hold the namespace.
-        // The last close tears it down here: after the cgroups are removed,
-        // while the dismissed janitor exits on the other core (a thread of
-        // its own would add a cross-core wake-up: ~0.15 ms on this VM), or
-        // before the janitor is handed their removal.
+        // The last close tears it down: the janitor's, once handed the
+        // namespace with the cgroups; else here, after the cgroups are
+        // removed, while the dismissed janitor exits on the other core (a
+        // thread of its own would add a cross-core wake-up: ~0.15 ms here).
         var mountNamespace = child.mountNamespace
         func closeMounts() {
             if mountNamespace >= 0 { close(mountNamespace) }
@@ -131,10 +133,8 @@ public struct Supervisor {
         }
         func release() {
             guard let owned else { return closeMounts() }
-            switch cgroupRemoval {
-            case .beforeReturn: owned.remove(meanwhile: closeMounts)
-            case .afterReturn: owned.handOff(meanwhile: closeMounts)
-            }
+            if teardown == .afterReturn && owned.handOff(mountNamespace: &mountNamespace) { return closeMounts() }
+            owned.remove(meanwhile: closeMounts)
         }
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
         let gitWarning = plan.gitGuard?.verify()

@@ -10,4 +10,14 @@ struct LauncherSmokeTests {
             #expect(r.line == "PID 2 PPID 1", "\(r)")
         }
     }
+
+    /// `check` runs its sandbox through the library's default teardown, which
+    /// releases everything before `run` returns: no polling here, unlike after
+    /// `exec`, whose janitor releases the sandbox just after it returns.
+    @Test("`sandboxd check` runs a test sandbox and leaves no cgroup behind when it returns")
+    func checkLaunches() async throws {
+        let r = await sbxRun([Sbx.sandboxd, "check"])
+        #expect(r.stdout.contains("ok      test sandbox: /bin/true ran in profile worker"), "\(r)")
+        #expect(SbxHost.cgroupDirs(named: "sandboxd-check-\(r.pid)").isEmpty)
+    }
 }
