@@ -11,7 +11,9 @@
  * space. Three ways to pay for it:
  *
  *  - in the janitor, handed the namespace with the emptied cgroups just
- *    before sandboxd returns (`sandboxd exec`: sbx_janitor_hand_off);
+ *    before sandboxd returns (`sandboxd exec`: sbx_janitor_hand_off), or,
+ *    with no cgroups and so no janitor, in a finisher (below) that has
+ *    nothing else to do;
  *  - in sandboxd, after the cgroups are removed, while the dismissed janitor
  *    exits on the other core (Supervisor.run with Teardown.beforeReturn,
  *    or no cgroups and so no janitor);

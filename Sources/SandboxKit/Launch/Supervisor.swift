@@ -38,7 +38,7 @@ public struct Supervisor {
         /// VM), as bwrap's pid 1 unmounts its tree after bwrap has returned.
         /// Only for a process that exits right after `run` (the sandboxd
         /// command): the janitor is its child until it exits. Without cgroups
-        /// there is no janitor, and the release happens before returning.
+        /// there is no janitor: a finisher (release.c) takes the tree.
         /// Ignored when this process is its pid namespace's init, whose exit
         /// would kill the janitor first.
         case afterReturn
@@ -132,9 +132,11 @@ public struct Supervisor {
             mountNamespace = -1
         }
         func release() {
-            guard let owned else { return closeMounts() }
-            if teardown == .afterReturn && owned.handOff(mountNamespace: &mountNamespace) { return closeMounts() }
-            owned.remove(meanwhile: closeMounts)
+            if teardown == .afterReturn {
+                if let owned, owned.handOff(mountNamespace: &mountNamespace) { return closeMounts() }
+                if owned == nil && Finisher.start(mountNamespace: mountNamespace) { mountNamespace = -1 }
+            }
+            if let owned { owned.remove(meanwhile: closeMounts) } else { closeMounts() }
         }
         for fd in [child.pidfd, child.syncFD, child.ptyMaster, sigfd] where fd >= 0 { close(fd) }
         let gitWarning = plan.gitGuard?.verify()

@@ -46,4 +46,13 @@ enum Finisher {
         lock.forget()
         return true
     }
+
+    /// Hands over the mount namespace alone (a plain `exec` with no cgroups,
+    /// so no janitor to take it): true if the finisher took it (this
+    /// process's copy closed), false if it is still the caller's.
+    static func start(mountNamespace: Int32) -> Bool {
+        guard mountNamespace >= 0 else { return false }
+        var spec = sbx_finish(mntns_fd: mountNamespace, lock_fd: -1, sync_fds: nil, n_sync: 0, rename_from: nil, rename_to: nil)
+        return sbx_finisher_start(&spec) == 0
+    }
 }
