@@ -9,8 +9,9 @@
  * getdents64 hashes and sorts the whole directory), and a directory whose
  * device, inode, ctime and mtime are unchanged has the same entries, so its
  * record answers instead: its matches and the subdirectories to descend.
- * Every directory is still opened and fstat'ed, so a change anywhere, a
- * directory swapped for another, or a mount placed over one, is seen where it
+ * Every directory is still stat'ed (opened first if its record lists
+ * subdirectories, or if it has none), so a change anywhere, a directory
+ * swapped for another, or a mount placed over one, is seen where it
  * happened. ctime cannot be set by a user, and a directory changed within
  * `settle_ns` of the walk is not recorded: with coarse timestamps a change in
  * the same tick as the read would keep the old ctime.
@@ -210,13 +211,51 @@ static size_t join(char *rel, size_t rel_len, const char *name, size_t nl)
     return at + nl;
 }
 
+static void replay(struct walk *w, int dfd, const unsigned char *p, char *rel, size_t rel_len);
+
+/* Whether a record lists a subdirectory, which its replay descends from the directory's descriptor. */
+static int lists_subdirectories(const unsigned char *p)
+{
+    struct rec r;
+    memcpy(&r, p, REC_SIZE);
+    const unsigned char *items = p + REC_SIZE + r.rel_len, *end = items + r.items_len;
+    while (end - items >= 3) {
+        if (items[0] == 's') return 1;
+        uint16_t nl;
+        memcpy(&nl, items + 1, sizeof nl);
+        if (nl > end - items - 3) break;
+        items += 3 + nl;
+    }
+    return 0;
+}
+
+/* A device trusted_fs has already judged, and judged to keep a trustworthy ctime. */
+static int known_trusted(const struct walk *w, dev_t dev)
+{
+    for (int i = 0; i < w->n_fs; i++)
+        if (w->fs_dev[i] == (uint64_t)dev) return w->fs_ok[i];
+    return 0;
+}
+
 /* Directories are opened O_PATH (no permission check, no file open) and
- * reopened for reading only when their record cannot answer. */
+ * reopened for reading only when their record cannot answer. One whose
+ * unchanged record lists no subdirectory (most of a large tree's: its
+ * leaves) is answered from fstatat alone, which sees what the opened
+ * descriptor's fstat would (the entry itself, or a mount over it), in one
+ * system call instead of three. */
 static void descend(struct walk *w, int dfd, const char *name, char *rel, size_t len)
 {
+    struct stat st;
+    if (w->n_slots && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)
+        && known_trusted(w, st.st_dev)) {
+        const unsigned char *known = find_record(w, rel, len, &st);
+        if (known && !lists_subdirectories(known)) {
+            replay(w, -1, known, rel, len);
+            return;
+        }
+    }
     int sub = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (sub < 0) return;
-    struct stat st;
     if (fstat(sub, &st) == 0) walk_dir(w, sub, &st, rel, len);
     close(sub);
 }
