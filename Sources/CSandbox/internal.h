@@ -16,6 +16,15 @@ int sbx_format_int(char *buf, size_t cap, long v);
 /* "/proc/<pid>/<name>" */
 void sbx_format_proc_path(char *buf, size_t cap, pid_t pid, const char *name);
 
+/* The cores this thread may run on, but the one it runs on now. For a
+ * helper (janitor, finisher) that sandboxd wakes just before it exits: woken
+ * by a socket or pipe, a task is placed on the waker's core (a synchronous
+ * wake-up) and runs before it, so the helper's work, the mount tree's
+ * teardown included, would delay sandboxd's exit by as much. Returns 0, or
+ * -1 when there is no other core. */
+struct sbx_cpu_mask { unsigned long bits[16]; };
+int sbx_other_cores(struct sbx_cpu_mask *out);
+
 /* A system call that returns -errno instead of setting errno: for processes
  * that share sandboxd's memory and thread-local storage (the janitor, the
  * finisher), where a libc wrapper would write sandboxd's errno. */

@@ -108,6 +108,14 @@ static int janitor_main(void *p)
     long mntns = -1;
     long r = receive(args->rfd, &c, &mntns);
     if (r == 1 && c == 'd') return 0;
+    /* Handed the namespace: sandboxd closes its own copy, then the socket.
+     * Wait for that EOF, so that this process's close is the last one, the
+     * one that pays for the tree's teardown. */
+    if (mntns >= 0) {
+        char more;
+        long e;
+        do e = sbx_sys(SYS_read, args->rfd, (long)&more, 1, 0); while (e > 0 || e == -EINTR);
+    }
     /* Handed off, the groups are empty and the first pass removes them. Else
      * sandboxd is gone without cleaning up and its sandbox dies with it
      * (PDEATHSIG): wait for the groups to empty, then remove them. Give up
@@ -214,6 +222,8 @@ void sbx_janitor_dismiss(struct sbx_janitor *j)
 int sbx_janitor_hand_off(struct sbx_janitor *j, int mntns_fd)
 {
     if (j->fd < 0) return -1;
+    struct sbx_cpu_mask others;
+    if (sbx_other_cores(&others) == 0) sched_setaffinity(j->pid, sizeof others.bits, (cpu_set_t *)others.bits);
     char r = 'r';
     struct iovec iov = { &r, 1 };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -238,6 +248,8 @@ int sbx_janitor_hand_off(struct sbx_janitor *j, int mntns_fd)
         mh.msg_controllen = 0;
         do sent = sendmsg(j->fd, &mh, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
     }
+    /* Ours first, then the socket: its EOF tells the janitor its copy is the last. */
+    if (took == 0 && mntns_fd >= 0) close(mntns_fd);
     close(j->fd);
     /* Its block stays mapped for as long as this process lives: the janitor
      * runs on it, and nothing here waits for it to finish. */

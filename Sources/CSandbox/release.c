@@ -60,6 +60,8 @@ struct finisher_args {
     const char *rename_from, *rename_to;
     void *block;
     size_t block_size;
+    int steer;             /* run on `cores` (sbx_other_cores) */
+    struct sbx_cpu_mask cores;
 };
 
 /* munmap(block) then exit(0), touching no memory in between: the stack is in block. */
@@ -102,6 +104,7 @@ static int finisher_main(void *p)
     const struct finisher_args *a = p;
     sbx_sys(SYS_setsid, 0, 0, 0, 0);
     sbx_sys(SYS_prctl, PR_SET_NAME, (long)"sbx-finish", 0, 0);
+    if (a->steer) sbx_sys(SYS_sched_setaffinity, 0, sizeof a->cores.bits, (long)a->cores.bits, 0);
     /* Nothing but SIGKILL ends it early: a ^C after the command has ended is not for it. */
     unsigned long all = ~0UL;
     sbx_sys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, sizeof all);
@@ -184,6 +187,7 @@ int sbx_finisher_start(const struct sbx_finish *f)
         .rename_from = copy_string(&cursor, f->rename_from), .rename_to = copy_string(&cursor, f->rename_to),
         .block = block, .block_size = size,
     };
+    a->steer = sbx_other_cores(&a->cores) == 0;
 
     /* The middle process runs on this stack frame's buffer: CLONE_VFORK keeps
      * this thread stopped until it has exited. */

@@ -203,3 +203,15 @@ int sbx_build_id(char *out, size_t cap)
     dl_iterate_phdr(find_build_id, &s);
     return s.len;
 }
+
+int sbx_other_cores(struct sbx_cpu_mask *out)
+{
+    cpu_set_t set;
+    int here = sched_getcpu();
+    if (here < 0 || sched_getaffinity(0, sizeof set, &set) != 0 || !CPU_ISSET(here, &set) || CPU_COUNT(&set) < 2) return -1;
+    CPU_CLR(here, &set);
+    _Static_assert(sizeof set <= sizeof out->bits, "cpu_set_t fits");
+    memset(out, 0, sizeof *out);
+    memcpy(out->bits, &set, sizeof set);
+    return 0;
+}

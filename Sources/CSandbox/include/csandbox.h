@@ -170,8 +170,8 @@ void sbx_janitor_reap(struct sbx_janitor *janitor);
 void sbx_janitor_dismiss(struct sbx_janitor *janitor);
 /* Hand the janitor the removal of the (empty) groups and, if mntns_fd >= 0,
  * the sandbox's mount namespace to close: it does both and exits without the
- * caller waiting. Returns 0 if it took the namespace (the caller's copy is
- * then no longer the last reference), -1 if not (the caller must close it).
+ * caller waiting. Returns 0 if it took the namespace (mntns_fd is closed
+ * then), -1 if not (the caller must close it).
  * Only for a caller that exits soon after: the janitor stays its child
  * (never reaped, memory never freed) until then, and is reaped by init or
  * the nearest subreaper after. */

@@ -49,10 +49,7 @@ final class OwnedCgroups {
     func handOff(mountNamespace: inout Int32) -> Bool {
         guard janitor != nil else { return false }
         set.closeJoinFDs()
-        if sbx_janitor_hand_off(&janitor!, mountNamespace) == 0 && mountNamespace >= 0 {
-            close(mountNamespace) // not the last reference: the janitor holds one
-            mountNamespace = -1
-        }
+        if sbx_janitor_hand_off(&janitor!, mountNamespace) == 0 { mountNamespace = -1 } // closed: the janitor's now
         janitor = nil
         return true
     }

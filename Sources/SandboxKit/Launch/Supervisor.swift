@@ -122,10 +122,11 @@ public struct Supervisor {
         var usage = rusage()
         while wait4(child.pid, &status, __WALL, &usage) < 0 && errno == EINTR {}
         // Pid 1 is gone; its mount tree is not, while we hold the namespace.
-        // The last close tears it down: the janitor's, once handed the
-        // namespace with the cgroups; else here, after the cgroups are
-        // removed, while the dismissed janitor exits on the other core (a
-        // thread of its own would add a cross-core wake-up: ~0.15 ms here).
+        // The last close tears it down: after this returns, the janitor's
+        // (handed the namespace with the cgroups) or, with no cgroups, a
+        // finisher's; else here, after the cgroups are removed, while the
+        // dismissed janitor exits on the other core (a thread of its own
+        // would add a cross-core wake-up: ~0.15 ms here).
         var mountNamespace = child.mountNamespace
         func closeMounts() {
             if mountNamespace >= 0 { close(mountNamespace) }
