@@ -229,12 +229,12 @@ static int lists_subdirectories(const unsigned char *p)
     return 0;
 }
 
-/* A device trusted_fs has already judged, and judged to keep a trustworthy ctime. */
-static int known_trusted(const struct walk *w, dev_t dev)
+/* What trusted_fs found for `dev`: 1 or 0, or -1 if it has not judged that device yet. */
+static int judged_fs(const struct walk *w, dev_t dev)
 {
     for (int i = 0; i < w->n_fs; i++)
         if (w->fs_dev[i] == (uint64_t)dev) return w->fs_ok[i];
-    return 0;
+    return -1;
 }
 
 /* Directories are opened O_PATH (no permission check, no file open) and
@@ -247,7 +247,7 @@ static void descend(struct walk *w, int dfd, const char *name, char *rel, size_t
 {
     struct stat st;
     if (w->n_slots && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)
-        && known_trusted(w, st.st_dev)) {
+        && judged_fs(w, st.st_dev) == 1) {
         const unsigned char *known = find_record(w, rel, len, &st);
         if (known && !lists_subdirectories(known)) {
             replay(w, -1, known, rel, len);
@@ -297,8 +297,8 @@ static void replay(struct walk *w, int dfd, const unsigned char *p, char *rel, s
  * index is neither used nor written. */
 static int trusted_fs(struct walk *w, int fd, const struct stat *st)
 {
-    for (int i = 0; i < w->n_fs; i++)
-        if (w->fs_dev[i] == (uint64_t)st->st_dev) return w->fs_ok[i];
+    int judged = judged_fs(w, st->st_dev);
+    if (judged >= 0) return judged;
     struct statfs sf;
     int ok = 0;
     if (fstatfs(fd, &sf) == 0) {

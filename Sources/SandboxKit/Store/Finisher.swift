@@ -1,7 +1,9 @@
 import CSandbox
 import Glibc
 
-/// The end of a named sandbox's run, off sandboxd's critical path.
+/// The end of a named sandbox's run, off sandboxd's critical path (and the
+/// mount tree's teardown alone for a plain `exec` without cgroups, which has
+/// no janitor to hand it to: `start(mountNamespace:)`).
 ///
 /// A resume's end costs a disk flush or two: overlayfs syncs its upper
 /// layers' filesystem when the sandbox's mount tree goes, and the end record
