@@ -229,6 +229,10 @@ struct sbx_finish {
     const int *sync_fds;
     int n_sync;
     const char *rename_from, *rename_to;
+    /* The caller exits right after: the finisher is its own child (no exit
+     * signal; init or the nearest subreaper reaps it once the caller is
+     * gone), started without the middle process a long-lived caller needs. */
+    int direct;
 };
 int sbx_finisher_start(const struct sbx_finish *f);
 

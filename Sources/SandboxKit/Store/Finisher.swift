@@ -25,9 +25,10 @@ enum Finisher {
     /// Hands the work over. true: the mount namespace, the batch's
     /// descriptors and the lock are the finisher's (this process's copies
     /// closed), and it commits `replacement`. false: nothing started; all of
-    /// it is still the caller's.
+    /// it is still the caller's. `direct`: this process exits right after
+    /// (Supervisor.Teardown.afterReturn), so the finisher may be its child.
     static func start(mountNamespace: Int32, batch: DeferredSync, replacement: PendingReplacement,
-                      lock: SandboxLock) -> Bool {
+                      lock: SandboxLock, direct: Bool) -> Bool {
         guard mountNamespace >= 0, lock.descriptor >= 0 else { return false }
         // Written before the finisher exists, so a waiter never sees the lock
         // held by a finished exec under its old name (and refuses).
@@ -38,7 +39,7 @@ enum Finisher {
                 replacement.path.withCString { to in
                     var spec = sbx_finish(mntns_fd: mountNamespace, lock_fd: lock.descriptor,
                                           sync_fds: buf.baseAddress, n_sync: Int32(buf.count),
-                                          rename_from: from, rename_to: to)
+                                          rename_from: from, rename_to: to, direct: direct ? 1 : 0)
                     return sbx_finisher_start(&spec)
                 }
             }
@@ -50,11 +51,13 @@ enum Finisher {
     }
 
     /// Hands over the mount namespace alone (a plain `exec` with no cgroups,
-    /// so no janitor to take it): true if the finisher took it (this
+    /// so no janitor to take it; the process exits right after, so the
+    /// finisher is its own child): true if the finisher took it (this
     /// process's copy closed), false if it is still the caller's.
     static func start(mountNamespace: Int32) -> Bool {
         guard mountNamespace >= 0 else { return false }
-        var spec = sbx_finish(mntns_fd: mountNamespace, lock_fd: -1, sync_fds: nil, n_sync: 0, rename_from: nil, rename_to: nil)
+        var spec = sbx_finish(mntns_fd: mountNamespace, lock_fd: -1, sync_fds: nil, n_sync: 0, rename_from: nil, rename_to: nil,
+                              direct: 1)
         return sbx_finisher_start(&spec) == 0
     }
 }

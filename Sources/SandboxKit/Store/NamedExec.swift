@@ -129,7 +129,8 @@ public enum NamedExec {
             let result = try supervisor.run(plan, cgroupName: cgroupName, finishing: { r, mounts throws(SandboxError) in
                 ended = true
                 let (batch, manifest) = try finish(.success(r))
-                if Finisher.start(mountNamespace: mounts, batch: batch, replacement: manifest, lock: session.lock) {
+                if Finisher.start(mountNamespace: mounts, batch: batch, replacement: manifest, lock: session.lock,
+                                   direct: supervisor.teardown == .afterReturn) {
                     mounts = -1
                 } else {
                     batch.start()
