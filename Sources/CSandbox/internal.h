@@ -16,6 +16,11 @@ int sbx_format_int(char *buf, size_t cap, long v);
 /* "/proc/<pid>/<name>" */
 void sbx_format_proc_path(char *buf, size_t cap, pid_t pid, const char *name);
 
+/* sendmsg of `len` bytes with up to SBX_MAX_SEND_FDS descriptors (SCM_RIGHTS),
+ * retried on EINTR, without SIGPIPE. 0 if all bytes went, else -1 (errno set). */
+#define SBX_MAX_SEND_FDS 4
+int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds);
+
 /* The cores this thread may run on, but the one it runs on now. For a
  * helper (janitor, finisher) that sandboxd wakes just before it exits: woken
  * by a socket or pipe, a task is placed on the waker's core (a synchronous

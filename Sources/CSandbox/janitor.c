@@ -198,8 +198,7 @@ void sbx_janitor_release(struct sbx_janitor *j)
 {
     if (j->fd < 0) return;
     char d = 'd';
-    /* MSG_NOSIGNAL: a janitor killed by someone must not take sandboxd with it (SIGPIPE). */
-    while (send(j->fd, &d, 1, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
+    sbx_send(j->fd, &d, 1, NULL, 0); /* no SIGPIPE: a janitor killed by someone must not take sandboxd with it */
     close(j->fd);
     j->fd = -1;
 }
@@ -224,32 +223,13 @@ int sbx_janitor_hand_off(struct sbx_janitor *j, int mntns_fd)
     if (j->fd < 0) return -1;
     struct sbx_cpu_mask others;
     if (sbx_other_cores(&others) == 0) sched_setaffinity(j->pid, sizeof others.bits, (cpu_set_t *)others.bits);
-    char r = 'r';
-    struct iovec iov = { &r, 1 };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    char cbuf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
-    if (mntns_fd >= 0) {
-        memset(cbuf, 0, sizeof cbuf);
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &mntns_fd, sizeof mntns_fd);
-    }
-    ssize_t sent;
-    do sent = sendmsg(j->fd, &mh, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
-    int took = sent == 1 ? 0 : -1;
     /* Without the descriptor the groups are still the janitor's to remove
      * (EOF means the same to it); the namespace stays the caller's. */
-    if (sent != 1 && mntns_fd >= 0) {
-        mh.msg_control = NULL;
-        mh.msg_controllen = 0;
-        do sent = sendmsg(j->fd, &mh, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
-    }
+    char r = 'r';
+    int took = mntns_fd >= 0 ? sbx_send(j->fd, &r, 1, &mntns_fd, 1) : -1;
+    if (took != 0) sbx_send(j->fd, &r, 1, NULL, 0);
     /* Ours first, then the socket: its EOF tells the janitor its copy is the last. */
-    if (took == 0 && mntns_fd >= 0) close(mntns_fd);
+    if (took == 0) close(mntns_fd);
     close(j->fd);
     /* Its block stays mapped for as long as this process lives: the janitor
      * runs on it, and nothing here waits for it to finish. */

@@ -51,7 +51,7 @@ static void T(const char *what){ struct timespec ts; clock_gettime(CLOCK_MONOTON
 enum { MSG_GO = 1, MSG_PTY = 2, MSG_STATUS = 3, MSG_JOIN = 4 };
 struct sbx_msg { int32_t type; int32_t value; };
 
-#define MAX_MSG_FDS 4
+#define MAX_MSG_FDS SBX_MAX_SEND_FDS
 #define STAGING_NEWROOT "/newroot"
 #define STAGING_OLDROOT "/oldroot"
 #define EMPTY_DIR "/.sbx-empty-dir"
@@ -676,22 +676,7 @@ static int recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int
 
 static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int n_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_MSG_FDS)];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = { (void *)m, sizeof *m };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (n_fds > 0) {
-        mh.msg_control = cbuf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n_fds);
-    }
-    ssize_t r;
-    do r = sendmsg(sock, &mh, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
-    return r == (ssize_t)sizeof *m ? 0 : -1;
+    return sbx_send(sock, m, sizeof *m, fds, n_fds);
 }
 
 __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd,

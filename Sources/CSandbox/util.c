@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -214,4 +215,25 @@ int sbx_other_cores(struct sbx_cpu_mask *out)
     memset(out, 0, sizeof *out);
     memcpy(out->bits, &set, sizeof set);
     return 0;
+}
+
+int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds)
+{
+    if (n_fds < 0 || n_fds > SBX_MAX_SEND_FDS) { errno = EINVAL; return -1; }
+    char cbuf[CMSG_SPACE(sizeof(int) * SBX_MAX_SEND_FDS)] __attribute__((aligned(8)));
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = { (void *)buf, len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (n_fds > 0) {
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n_fds);
+    }
+    ssize_t r;
+    do r = sendmsg(sock, &mh, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+    return r == (ssize_t)len ? 0 : -1;
 }
