@@ -18,10 +18,13 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -59,6 +62,17 @@ struct sbx_msg { int32_t type; int32_t value; };
 
 /* ---------------------------------------------------------------- child side */
 
+/*
+ * Pid 1 runs in sandboxd's own memory when sandboxd is root
+ * (SBX_PLAN_SHARED_MEMORY): a copy of a 14 MB Swift process cost every launch
+ * its page tables at clone, copy-on-write faults on both sides afterwards and
+ * the copy's teardown at exit (~0.25 ms in all). The command is started with
+ * CLONE_VFORK from there and shares it too until its execve. Both also share
+ * sandboxd's thread-local storage, so nothing on this side may write errno:
+ * system calls go through sbx_sys (internal.h), which returns -errno, and
+ * the error a stage fails with is kept in the context (`err`). The only libc
+ * functions used are the string ones.
+ */
 struct child_ctx {
     const struct sbx_plan *plan;
     int sync_fd;
@@ -67,32 +81,77 @@ struct child_ctx {
     const int *bind_fds; /* per op: detached tree opened by the parent, or -1 */
     int oldroot_fd;      /* /oldroot, opened when a bind is cloned here (SBX_PLAN_BINDS_IN_CHILD) */
     const cpu_set_t *cpus; /* sandboxd's CPU mask, to take back once set up (SBX_PLAN_OVERLAP), or NULL */
+    int pty_slave;       /* the command's terminal, or -1 */
+    int err;             /* errno of the last failed call: this side's own errno */
 };
+
+/* Keeps the error of a failed call (r < 0 is -errno) for die(). */
+static long ck(struct child_ctx *c, long r)
+{
+    if (r < 0) c->err = (int)-r;
+    return r;
+}
+
+#define K(call) ck(c, (call))
+
+static long k_openat(int dirfd, const char *path, int flags, int mode) { return sbx_sys(SYS_openat, dirfd, (long)path, flags, mode); }
+static long k_close(int fd) { return sbx_sys(SYS_close, fd, 0, 0, 0); }
+static long k_mkdirat(int dirfd, const char *path, int mode) { return sbx_sys(SYS_mkdirat, dirfd, (long)path, mode, 0); }
+static long k_mount(const char *src, const char *target, const char *type, unsigned long flags, const void *data)
+{
+    return sbx_sys6(SYS_mount, (long)src, (long)target, (long)type, (long)flags, (long)data, 0);
+}
+static long k_chdir(const char *path) { return sbx_sys(SYS_chdir, (long)path, 0, 0, 0); }
+static long k_prctl(int option, unsigned long a) { return sbx_sys6(SYS_prctl, option, (long)a, 0, 0, 0, 0); }
+__attribute__((noreturn)) static void k_exit(int code) { for (;;) sbx_sys(SYS_exit_group, code, 0, 0, 0); }
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        long w = sbx_sys(SYS_write, fd, (long)p, (long)len, 0);
+        if (w == -EINTR) continue;
+        if (w < 0) return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
 
 static void report(int fd, int32_t stage, int32_t err, int32_t index)
 {
     struct sbx_error e = { stage, err, index };
-    sbx_write_all(fd, &e, sizeof e);
+    write_all(fd, &e, sizeof e);
 }
 
 __attribute__((noreturn)) static void die(struct child_ctx *c, int32_t stage, int32_t index)
 {
-    report(c->err_fd, stage, errno, index);
-    _exit(SBX_EXIT_SETUP);
+    report(c->err_fd, stage, c->err, index);
+    k_exit(SBX_EXIT_SETUP);
 }
 
-/* mkdir -p of `path` (absolute, inside the new root) relative to newroot_fd. */
-static int mkdir_p(int rootfd, const char *path, mode_t mode)
+/* die() with an error of our own making. */
+__attribute__((noreturn)) static void die_with(struct child_ctx *c, int err, int32_t stage, int32_t index)
+{
+    c->err = err;
+    die(c, stage, index);
+}
+
+/* mkdir -p of `path` (absolute, inside the new root) relative to rootfd; 0 or -errno. */
+static long mkdir_p(int rootfd, const char *path, int mode)
 {
     char buf[SBX_PATH_MAX];
     size_t n = strlen(path);
-    if (n >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+    if (n >= sizeof buf) return -ENAMETOOLONG;
     memcpy(buf, path, n + 1);
     for (char *p = buf + 1; ; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (buf[1] != '\0' && mkdirat(rootfd, buf + 1, mode) < 0 && errno != EEXIST) return -1;
+            if (buf[1] != '\0') {
+                long r = k_mkdirat(rootfd, buf + 1, mode);
+                if (r < 0 && r != -EEXIST) return r;
+            }
             if (saved == '\0') break;
             *p = saved;
         }
@@ -100,27 +159,29 @@ static int mkdir_p(int rootfd, const char *path, mode_t mode)
     return 0;
 }
 
-/* Create an empty file at `path` (parents too), for binding a file onto. */
-static int touch_p(int rootfd, const char *path)
+/* Create an empty file at `path` (parents too), for binding a file onto; 0 or -errno. */
+static long touch_p(int rootfd, const char *path)
 {
     char parent[SBX_PATH_MAX];
     size_t n = strlen(path);
-    if (n >= sizeof parent) { errno = ENAMETOOLONG; return -1; }
+    if (n >= sizeof parent) return -ENAMETOOLONG;
     memcpy(parent, path, n + 1);
     char *slash = strrchr(parent, '/');
     if (slash && slash != parent) {
         *slash = '\0';
-        if (mkdir_p(rootfd, parent, 0755) < 0) return -1;
+        long r = mkdir_p(rootfd, parent, 0755);
+        if (r < 0) return r;
     }
-    int fd = openat(rootfd, path + 1, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
-    if (fd < 0) return errno == EEXIST ? 0 : -1;
-    close(fd);
+    long fd = k_openat(rootfd, path + 1, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0) return fd == -EEXIST ? 0 : fd;
+    k_close((int)fd);
     return 0;
 }
 
 /* Open `path` inside the new root without following any symlink: a mount
- * target planted as a symlink by the sandboxed content cannot redirect a mount. */
-static int open_target(int rootfd, const char *path)
+ * target planted as a symlink by the sandboxed content cannot redirect a
+ * mount. The descriptor, or -errno. */
+static long open_target(int rootfd, const char *path)
 {
     struct open_how how = {
         .flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
@@ -128,20 +189,32 @@ static int open_target(int rootfd, const char *path)
     };
     const char *rel = path[0] == '/' ? path + 1 : path;
     if (rel[0] == '\0') rel = ".";
-    return (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+    return sbx_sys(SYS_openat2, rootfd, (long)rel, (long)&how, sizeof how);
 }
 
-static int set_attrs(int tree, uint64_t set)
+static long k_open_tree(int dirfd, const char *path, unsigned flags)
+{
+    return sbx_sys(SYS_open_tree, dirfd, (long)path, flags, 0);
+}
+
+static long set_attrs(int tree, uint64_t set)
 {
     struct mount_attr attr = { .attr_set = set };
-    return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+    return sbx_sys6(SYS_mount_setattr, tree, (long)"", AT_EMPTY_PATH | AT_RECURSIVE, (long)&attr, sizeof attr, 0);
 }
 
 /* Attach the detached mount `tree` on top of the object behind `target_fd`. */
-static int attach(int tree, int target_fd)
+static long attach(int tree, int target_fd)
 {
-    return (int)syscall(SYS_move_mount, tree, "", target_fd, "",
-                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    return sbx_sys6(SYS_move_mount, tree, (long)"", target_fd, (long)"", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH, 0);
+}
+
+/* The type of the object behind `fd` (S_IFMT bits), or -errno. */
+static long file_type(int fd)
+{
+    struct statx st;
+    long r = sbx_sys6(SYS_statx, fd, (long)"", AT_EMPTY_PATH, STATX_TYPE, (long)&st, 0);
+    return r < 0 ? r : (long)(st.stx_mode & S_IFMT);
 }
 
 static uint64_t bind_attrs(uint32_t flags)
@@ -156,27 +229,29 @@ static uint64_t bind_attrs(uint32_t flags)
  * empty file, as `tree` is), reached without following symlinks. */
 static void attach_at(struct child_ctx *c, int idx, int tree, const char *target, int is_dir)
 {
-    if ((is_dir ? mkdir_p(c->newroot_fd, target, 0755) : touch_p(c->newroot_fd, target)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int fd = open_target(c->newroot_fd, target);
-    if (fd < 0 || attach(tree, fd) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(tree);
-    close(fd);
+    if (K(is_dir ? mkdir_p(c->newroot_fd, target, 0755) : touch_p(c->newroot_fd, target)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    long fd = K(open_target(c->newroot_fd, target));
+    if (fd < 0 || K(attach(tree, (int)fd)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    k_close(tree);
+    k_close((int)fd);
 }
 
 /* A bind source opened inside the sandbox's mount namespace, for an
  * unprivileged caller (whose ids the sandbox has): the host path resolved
- * under /oldroot as on the host, absolute symlinks included. -1 with errno. */
-static int open_host_tree(struct child_ctx *c, const char *path)
+ * under /oldroot as on the host, absolute symlinks included. The tree, or -errno. */
+static long open_host_tree(struct child_ctx *c, const char *path)
 {
-    if (c->oldroot_fd < 0) c->oldroot_fd = open(STAGING_OLDROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c->oldroot_fd < 0) {
+        long r = k_openat(AT_FDCWD, STAGING_OLDROOT, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+        if (r < 0) return r;
+        c->oldroot_fd = (int)r;
+    }
     struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
     const char *rel = path[0] == '/' ? path + 1 : path;
-    int fd = c->oldroot_fd < 0 ? -1 : (int)syscall(SYS_openat2, c->oldroot_fd, rel[0] ? rel : ".", &how, sizeof how);
-    if (fd < 0) return -1;
-    int tree = (int)syscall(SYS_open_tree, fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-    int saved = errno;
-    close(fd);
-    errno = saved;
+    long fd = sbx_sys(SYS_openat2, c->oldroot_fd, (long)(rel[0] ? rel : "."), (long)&how, sizeof how);
+    if (fd < 0) return fd;
+    long tree = k_open_tree((int)fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    k_close((int)fd);
     return tree;
 }
 
@@ -185,32 +260,37 @@ static void op_bind(struct child_ctx *c, const struct sbx_op *op, int idx)
     /* The parent opened the source (with the caller's view and rights) before
      * clone; an unprivileged caller's sandbox, whose ids are the caller's, opens
      * it here, in its own mount namespace. */
-    int tree = c->bind_fds[idx];
+    long tree = c->bind_fds[idx];
     if (tree < 0 && (c->plan->flags & SBX_PLAN_BINDS_IN_CHILD)) {
-        tree = open_host_tree(c, op->source);
-        if (tree < 0 && errno != ENOENT) die(c, SBX_STAGE_MOUNT_OP, idx);
+        tree = K(open_host_tree(c, op->source));
+        if (tree < 0 && tree != -ENOENT) die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     if (tree < 0) {
         if (op->flags & SBX_F_OPTIONAL) return;
-        errno = ENOENT;
-        die(c, SBX_STAGE_MOUNT_OP, idx);
+        die_with(c, ENOENT, SBX_STAGE_MOUNT_OP, idx);
     }
-    struct stat st;
-    if (fstat(tree, &st) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (set_attrs(tree, bind_attrs(op->flags)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    attach_at(c, idx, tree, op->target, S_ISDIR(st.st_mode));
+    long type = K(file_type((int)tree));
+    if (type < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (K(set_attrs((int)tree, bind_attrs(op->flags))) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    attach_at(c, idx, (int)tree, op->target, type == S_IFDIR);
 }
 
 /* Mount a filesystem on a target reached without symlinks: fchdir into it and mount on ".". */
 static void mount_fs_at(struct child_ctx *c, int idx, const char *target, const char *fstype,
                         unsigned long flags, const char *data)
 {
-    if (mkdir_p(c->newroot_fd, target, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int fd = open_target(c->newroot_fd, target);
+    if (K(mkdir_p(c->newroot_fd, target, 0755)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    long fd = K(open_target(c->newroot_fd, target));
     if (fd < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (fchdir(fd) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (mount(fstype, ".", fstype, flags, data) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(fd);
+    if (K(sbx_sys(SYS_fchdir, fd, 0, 0, 0)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (K(k_mount(fstype, ".", fstype, flags, data)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    k_close((int)fd);
+}
+
+/* dst = a + b, or die with ENAMETOOLONG. */
+static void concat_or_die(struct child_ctx *c, int idx, char *dst, size_t cap, const char *a, const char *b)
+{
+    if (sbx_concat(dst, cap, a, b) < 0) die_with(c, ENAMETOOLONG, SBX_STAGE_MOUNT_OP, idx);
 }
 
 static void op_dev(struct child_ctx *c, const struct sbx_op *op, int idx)
@@ -218,71 +298,72 @@ static void op_dev(struct child_ctx *c, const struct sbx_op *op, int idx)
     static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
     char tgt[SBX_PATH_MAX], src[SBX_PATH_MAX], sub[SBX_PATH_MAX];
     mount_fs_at(c, idx, op->target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536,nr_inodes=64");
+    concat_or_die(c, idx, sub, sizeof sub, op->target, "/");
     for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
-        if (sbx_concat(sub, sizeof sub, op->target, "/") < 0 || sbx_concat(tgt, sizeof tgt, sub, nodes[i]) < 0)
-            die(c, SBX_STAGE_MOUNT_OP, idx);
-        if (touch_p(c->newroot_fd, tgt) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-        if (sbx_concat(src, sizeof src, STAGING_OLDROOT "/dev/", nodes[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-        int target = open_target(c->newroot_fd, tgt);
-        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        concat_or_die(c, idx, tgt, sizeof tgt, sub, nodes[i]);
+        if (K(touch_p(c->newroot_fd, tgt)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        concat_or_die(c, idx, src, sizeof src, STAGING_OLDROOT "/dev/", nodes[i]);
+        long target = K(open_target(c->newroot_fd, tgt));
+        long tree = K(k_open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
         if (target < 0 || tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-        if (set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC) < 0 || attach(tree, target) < 0)
+        if (K(set_attrs((int)tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)) < 0 || K(attach((int)tree, (int)target)) < 0)
             die(c, SBX_STAGE_MOUNT_OP, idx);
-        close(tree);
-        close(target);
+        k_close((int)tree);
+        k_close((int)target);
     }
-    if (sbx_concat(tgt, sizeof tgt, op->target, "/pts") < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    concat_or_die(c, idx, tgt, sizeof tgt, op->target, "/pts");
     mount_fs_at(c, idx, tgt, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
-    if (sbx_concat(tgt, sizeof tgt, op->target, "/shm") < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    concat_or_die(c, idx, tgt, sizeof tgt, op->target, "/shm");
     mount_fs_at(c, idx, tgt, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=67108864");
     static const char *const links[][2] = {
         { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
         { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
     };
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        if (sbx_concat(sub, sizeof sub, op->target, "/") < 0 || sbx_concat(tgt, sizeof tgt, sub, links[i][1]) < 0)
-            die(c, SBX_STAGE_MOUNT_OP, idx);
-        if (symlinkat(links[i][0], c->newroot_fd, tgt + 1) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        concat_or_die(c, idx, tgt, sizeof tgt, sub, links[i][1]);
+        if (K(sbx_sys(SYS_symlinkat, (long)links[i][0], c->newroot_fd, (long)(tgt + 1), 0)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
     }
+}
+
+/* The target of a readonly or mask op, or -1 if it is absent and optional. */
+static long open_op_target(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    long target = K(open_target(c->newroot_fd, op->target));
+    /* ENOTDIR: a component is a file (a worktree's `.git` is one): absent too. */
+    if (target < 0 && !((target == -ENOENT || target == -ENOTDIR) && (op->flags & SBX_F_OPTIONAL)))
+        die(c, SBX_STAGE_MOUNT_OP, idx);
+    return target < 0 ? -1 : target;
 }
 
 /* Clone the mount at `target` and put the clone, with `attrs`, back on top of it. */
 static void op_readonly(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
-    int target = open_target(c->newroot_fd, op->target);
-    if (target < 0) {
-        /* ENOTDIR: a component is a file (a worktree's `.git` is one): absent too. */
-        if ((errno == ENOENT || errno == ENOTDIR) && (op->flags & SBX_F_OPTIONAL)) return;
-        die(c, SBX_STAGE_MOUNT_OP, idx);
-    }
-    int tree = (int)syscall(SYS_open_tree, target, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    long target = open_op_target(c, op, idx);
+    if (target < 0) return;
+    long tree = K(k_open_tree((int)target, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
     if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (set_attrs(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(tree);
-    close(target);
+    if (K(set_attrs((int)tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (K(attach((int)tree, (int)target)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    k_close((int)tree);
+    k_close((int)target);
 }
 
 /* Cover `target` with an empty read-only directory or file, whichever it is. */
 static void op_mask(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
-    int target = open_target(c->newroot_fd, op->target);
-    if (target < 0) {
-        /* ENOTDIR: a component is a file (a worktree's `.git` is one): absent too. */
-        if ((errno == ENOENT || errno == ENOTDIR) && (op->flags & SBX_F_OPTIONAL)) return;
-        die(c, SBX_STAGE_MOUNT_OP, idx);
-    }
-    struct stat st;
-    if (fstat(target, &st) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (S_ISLNK(st.st_mode)) { errno = ELOOP; die(c, SBX_STAGE_MOUNT_OP, idx); }
-    const char *empty = S_ISDIR(st.st_mode) ? EMPTY_DIR : EMPTY_FILE;
-    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, empty, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    long target = open_op_target(c, op, idx);
+    if (target < 0) return;
+    long type = K(file_type((int)target));
+    if (type < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    if (type == S_IFLNK) die_with(c, ELOOP, SBX_STAGE_MOUNT_OP, idx);
+    const char *empty = type == S_IFDIR ? EMPTY_DIR : EMPTY_FILE;
+    long tree = K(k_open_tree(AT_FDCWD, empty, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
     if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (set_attrs(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) < 0)
+    if (K(set_attrs((int)tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0)
         die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (attach(tree, target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(tree);
-    close(target);
+    if (K(attach((int)tree, (int)target)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    k_close((int)tree);
+    k_close((int)target);
 }
 
 /* The lower layer as the parent opened (and, as root, idmapped) it, attached
@@ -293,12 +374,12 @@ static void stage_lower(struct child_ctx *c, int idx, char *buf, size_t cap)
 {
     char num[16];
     sbx_format_int(num, sizeof num, idx);
-    if (sbx_concat(buf, cap, "/.sbx-lower-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (mkdir(buf, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int target = open(buf, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (target < 0 || attach(c->bind_fds[idx], target) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    close(c->bind_fds[idx]);
-    close(target);
+    concat_or_die(c, idx, buf, cap, "/.sbx-lower-", num);
+    if (K(k_mkdirat(AT_FDCWD, buf, 0755)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    long target = K(k_openat(AT_FDCWD, buf, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
+    if (target < 0 || K(attach(c->bind_fds[idx], (int)target)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    k_close(c->bind_fds[idx]);
+    k_close((int)target);
 }
 
 /* An overlay op's data is "UPPER\nWORK\nSUBDIR": the layers (host paths) and
@@ -334,20 +415,20 @@ static void overlay_options(struct child_ctx *c, const struct sbx_op *op, int id
     char upper_host[SBX_PATH_MAX], work_host[SBX_PATH_MAX];
     const char *nl = strchr(op->data, '\n');
     size_t ul = (size_t)(nl - op->data), wl = (size_t)overlay_layers_len(op->data) - ul - 1;
-    if (ul >= sizeof upper_host || wl >= sizeof work_host) { errno = ENAMETOOLONG; die(c, SBX_STAGE_MOUNT_OP, idx); }
+    if (ul >= sizeof upper_host || wl >= sizeof work_host) die_with(c, ENAMETOOLONG, SBX_STAGE_MOUNT_OP, idx);
     memcpy(upper_host, op->data, ul);
     upper_host[ul] = '\0';
     memcpy(work_host, nl + 1, wl);
     work_host[wl] = '\0';
     if (c->bind_fds[idx] >= 0) stage_lower(c, idx, lower, sizeof lower);
-    else if (sbx_concat(lower, sizeof lower, STAGING_OLDROOT, op->source) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    if (sbx_concat(upper, sizeof upper, STAGING_OLDROOT, upper_host) < 0 ||
-        sbx_concat(work, sizeof work, STAGING_OLDROOT, work_host) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    else concat_or_die(c, idx, lower, sizeof lower, STAGING_OLDROOT, op->source);
+    concat_or_die(c, idx, upper, sizeof upper, STAGING_OLDROOT, upper_host);
+    concat_or_die(c, idx, work, sizeof work, STAGING_OLDROOT, work_host);
     const char *parts[] = { "lowerdir=", lower, ",upperdir=", upper, ",workdir=", work, ",userxattr" };
     opts[0] = '\0';
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         size_t l = strlen(opts);
-        if (sbx_concat(opts + l, cap - l, "", parts[i]) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+        concat_or_die(c, idx, opts + l, cap - l, "", parts[i]);
     }
 }
 
@@ -360,7 +441,7 @@ static void overlay_options(struct child_ctx *c, const struct sbx_op *op, int id
 static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
 {
     int layers = overlay_layers_len(op->data);
-    if (layers < 0) { errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, idx); }
+    if (layers < 0) die_with(c, EINVAL, SBX_STAGE_MOUNT_OP, idx);
     const char *sub = op->data + layers + 1;
     char opts[3 * SBX_PATH_MAX + 64];
     if (*sub == '\0') {
@@ -371,22 +452,37 @@ static void op_overlay(struct child_ctx *c, const struct sbx_op *op, int idx)
     char at[64], num[16];
     uint32_t first = first_overlay_op(c->plan, (uint32_t)idx);
     sbx_format_int(num, sizeof num, (long)first);
-    if (sbx_concat(at, sizeof at, "/.sbx-overlay-", num) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    concat_or_die(c, idx, at, sizeof at, "/.sbx-overlay-", num);
     if (first == (uint32_t)idx) {
         overlay_options(c, op, idx, opts, sizeof opts);
-        if (mkdir(at, 0755) < 0 || mount("overlay", at, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
+        if (K(k_mkdirat(AT_FDCWD, at, 0755)) < 0 || K(k_mount("overlay", at, "overlay", MS_NOSUID | MS_NODEV, opts)) < 0)
             die(c, SBX_STAGE_MOUNT_OP, idx);
     }
     /* The directory is reached without symlinks: the upper layer's content
      * (an imported archive, say) cannot redirect the bind. */
-    int merged = open(at, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int dir = merged < 0 ? -1 : open_target(merged, sub);
-    if (merged >= 0) close(merged);
+    long merged = K(k_openat(AT_FDCWD, at, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
+    long dir = merged < 0 ? merged : K(open_target((int)merged, sub));
+    if (merged >= 0) k_close((int)merged);
     if (dir < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    int tree = (int)syscall(SYS_open_tree, dir, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    close(dir);
+    long tree = K(k_open_tree((int)dir, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    k_close((int)dir);
     if (tree < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
-    attach_at(c, idx, tree, op->target, 1);
+    attach_at(c, idx, (int)tree, op->target, 1);
+}
+
+static void op_symlink(struct child_ctx *c, const struct sbx_op *op, int idx)
+{
+    char parent[SBX_PATH_MAX];
+    size_t n = strlen(op->target);
+    if (n >= sizeof parent) die_with(c, ENAMETOOLONG, SBX_STAGE_MOUNT_OP, idx);
+    memcpy(parent, op->target, n + 1);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (K(mkdir_p(c->newroot_fd, parent, 0755)) < 0) die(c, SBX_STAGE_MOUNT_OP, idx);
+    }
+    long r = K(sbx_sys(SYS_symlinkat, (long)op->source, c->newroot_fd, (long)(op->target + 1), 0));
+    if (r < 0 && r != -EEXIST) die(c, SBX_STAGE_MOUNT_OP, idx);
 }
 
 static void run_ops(struct child_ctx *c)
@@ -406,21 +502,8 @@ static void run_ops(struct child_ctx *c)
         case SBX_OP_OVERLAY: op_overlay(c, op, (int)i); break;
         case SBX_OP_MASK: op_mask(c, op, (int)i); break;
         case SBX_OP_READONLY: op_readonly(c, op, (int)i); break;
-        case SBX_OP_SYMLINK: {
-            char parent[SBX_PATH_MAX];
-            size_t n = strlen(op->target);
-            if (n >= sizeof parent) { errno = ENAMETOOLONG; die(c, SBX_STAGE_MOUNT_OP, (int)i); }
-            memcpy(parent, op->target, n + 1);
-            char *slash = strrchr(parent, '/');
-            if (slash && slash != parent) {
-                *slash = '\0';
-                if (mkdir_p(c->newroot_fd, parent, 0755) < 0) die(c, SBX_STAGE_MOUNT_OP, (int)i);
-            }
-            if (symlinkat(op->source, c->newroot_fd, op->target + 1) < 0 && errno != EEXIST)
-                die(c, SBX_STAGE_MOUNT_OP, (int)i);
-            break;
-        }
-        default: errno = EINVAL; die(c, SBX_STAGE_MOUNT_OP, (int)i);
+        case SBX_OP_SYMLINK: op_symlink(c, op, (int)i); break;
+        default: die_with(c, EINVAL, SBX_STAGE_MOUNT_OP, (int)i);
         }
     }
 }
@@ -432,128 +515,150 @@ static void assemble_root(struct child_ctx *c)
 {
     const struct sbx_plan *p = c->plan;
     T("child: before private");
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die(c, SBX_STAGE_PROPAGATION, -1);
+    if (K(k_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) < 0) die(c, SBX_STAGE_PROPAGATION, -1);
     T("child: private done");
-    if (mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576") < 0)
+    if (K(k_mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576")) < 0)
         die(c, SBX_STAGE_STAGING_TMPFS, -1);
-    if (chdir(p->staging) < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
-    if (mkdir("newroot", 0755) < 0 || mkdir("oldroot", 0755) < 0 || mkdir(".sbx-empty-dir", 0555) < 0)
+    if (K(k_chdir(p->staging)) < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    if (K(k_mkdirat(AT_FDCWD, "newroot", 0755)) < 0 || K(k_mkdirat(AT_FDCWD, "oldroot", 0755)) < 0 ||
+        K(k_mkdirat(AT_FDCWD, ".sbx-empty-dir", 0555)) < 0)
         die(c, SBX_STAGE_STAGING_TMPFS, -1);
-    int fd = open(".sbx-empty-file", O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+    long fd = K(k_openat(AT_FDCWD, ".sbx-empty-file", O_WRONLY | O_CREAT | O_CLOEXEC, 0444));
     if (fd < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
-    close(fd);
-    if (syscall(SYS_pivot_root, ".", "oldroot") < 0) die(c, SBX_STAGE_PIVOT_STAGING, -1);
-    if (chdir("/") < 0) die(c, SBX_STAGE_PIVOT_STAGING, -1);
-    if (mount("tmpfs", STAGING_NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576") < 0)
+    k_close((int)fd);
+    if (K(sbx_sys(SYS_pivot_root, (long)".", (long)"oldroot", 0, 0)) < 0) die(c, SBX_STAGE_PIVOT_STAGING, -1);
+    if (K(k_chdir("/")) < 0) die(c, SBX_STAGE_PIVOT_STAGING, -1);
+    if (K(k_mount("tmpfs", STAGING_NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1048576")) < 0)
         die(c, SBX_STAGE_STAGING_TMPFS, -1);
-    c->newroot_fd = open(STAGING_NEWROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (c->newroot_fd < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    fd = K(k_openat(AT_FDCWD, STAGING_NEWROOT, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
+    if (fd < 0) die(c, SBX_STAGE_STAGING_TMPFS, -1);
+    c->newroot_fd = (int)fd;
 
     T("child: staging ready");
     run_ops(c);
     T("child: ops done");
     /* Nothing of the host stays reachable once /oldroot is detached. */
-    if (c->oldroot_fd >= 0) close(c->oldroot_fd);
+    if (c->oldroot_fd >= 0) k_close(c->oldroot_fd);
     c->oldroot_fd = -1;
 
     /* The root tmpfs itself is read-only: only explicit mounts are writable. */
     struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
-    if (syscall(SYS_mount_setattr, c->newroot_fd, "", AT_EMPTY_PATH, &ro, sizeof ro) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
-    if (umount2(STAGING_OLDROOT, MNT_DETACH) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
-    if (chdir(STAGING_NEWROOT) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
-    if (syscall(SYS_pivot_root, ".", ".") < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
-    if (umount2(".", MNT_DETACH) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
-    if (chdir("/") < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
-    close(c->newroot_fd);
+    if (K(sbx_sys6(SYS_mount_setattr, c->newroot_fd, (long)"", AT_EMPTY_PATH, (long)&ro, sizeof ro, 0)) < 0)
+        die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (K(sbx_sys(SYS_umount2, (long)STAGING_OLDROOT, MNT_DETACH, 0, 0)) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (K(k_chdir(STAGING_NEWROOT)) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (K(sbx_sys(SYS_pivot_root, (long)".", (long)".", 0, 0)) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (K(sbx_sys(SYS_umount2, (long)".", MNT_DETACH, 0, 0)) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    if (K(k_chdir("/")) < 0) die(c, SBX_STAGE_PIVOT_ROOT, -1);
+    k_close(c->newroot_fd);
     T("child: pivot done");
 }
 
-int sbx_loopback_up(void)
+long sbx_loopback_up(void)
 {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return -1;
+    long s = sbx_sys(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0, 0);
+    if (s < 0) return s;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     memcpy(ifr.ifr_name, "lo", 3);
-    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    long r = sbx_sys(SYS_ioctl, s, SIOCGIFFLAGS, (long)&ifr, 0);
     if (r == 0) {
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+        r = sbx_sys(SYS_ioctl, s, SIOCSIFFLAGS, (long)&ifr, 0);
     }
-    int saved = errno;
-    close(s);
-    errno = saved;
+    k_close((int)s);
     return r;
 }
 
-static int drop_all_caps(void)
+static long set_caps(uint64_t keep)
 {
     struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct d[2];
-    memset(d, 0, sizeof d);
-    return (int)syscall(SYS_capset, &h, d);
+    struct __user_cap_data_struct d[2] = {
+        { (uint32_t)keep, (uint32_t)keep, 0 },
+        { (uint32_t)(keep >> 32), (uint32_t)(keep >> 32), 0 },
+    };
+    return sbx_sys(SYS_capset, (long)&h, (long)d, 0, 0);
 }
 
-/* The command: everything from here on applies to it and its descendants. */
-__attribute__((noreturn)) static void exec_command(struct child_ctx *c, int pty_slave)
+static long set_sigmask(int how, const sigset_t *set)
 {
+    return sbx_sys(SYS_rt_sigprocmask, how, (long)set, 0, _NSIG / 8);
+}
+
+/* The kernel's struct sigaction for rt_sigaction (glibc's differs in layout). */
+struct k_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+static long set_handler(int sig, void (*handler)(int))
+{
+    struct k_sigaction sa = { .handler = handler };
+    return sbx_sys(SYS_rt_sigaction, sig, (long)&sa, 0, sizeof sa.mask);
+}
+
+/* The command: everything from here on applies to it and its descendants.
+ * Started by pid 1 with CLONE_VFORK (start_command): sbx_clone_with_stack's
+ * child function. */
+static int exec_command(void *arg)
+{
+    struct child_ctx *c = arg;
     const struct sbx_plan *p = c->plan;
+    for (int s = 1; s < _NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        set_handler(s, SIG_DFL);
+    }
     sigset_t none;
     sigemptyset(&none);
-    for (int s = 1; s < NSIG; s++) {
-        if (s == SIGKILL || s == SIGSTOP) continue;
-        struct sigaction dfl = { .sa_handler = SIG_DFL };
-        sigaction(s, &dfl, NULL);
-    }
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    set_sigmask(SIG_SETMASK, &none);
 
-    if (setsid() < 0) die(c, SBX_STAGE_SETSID, -1);
-    if (pty_slave >= 0) {
-        for (int i = 0; i < 3; i++)
-            if (dup2(pty_slave, i) < 0) die(c, SBX_STAGE_CTTY, -1);
-        if (ioctl(0, TIOCSCTTY, 0) < 0) die(c, SBX_STAGE_CTTY, -1);
-        if (pty_slave > 2) close(pty_slave);
+    if (K(sbx_sys(SYS_setsid, 0, 0, 0, 0)) < 0) die(c, SBX_STAGE_SETSID, -1);
+    int slave = c->pty_slave;
+    if (slave >= 0) {
+        for (int i = 0; i < 3; i++) {
+            /* dup3 refuses equal descriptors; one already in place only loses close-on-exec. */
+            long r = slave == i ? sbx_sys(SYS_fcntl, i, F_SETFD, 0, 0) : sbx_sys(SYS_dup3, slave, i, 0, 0);
+            if (K(r) < 0) die(c, SBX_STAGE_CTTY, -1);
+        }
+        if (K(sbx_sys(SYS_ioctl, 0, TIOCSCTTY, 0, 0)) < 0) die(c, SBX_STAGE_CTTY, -1);
+        if (slave > 2) k_close(slave);
     }
     for (uint32_t i = 0; i < p->n_rlimits; i++) {
         struct rlimit lim = { p->rlimits[i].soft, p->rlimits[i].hard };
-        if (syscall(SYS_prlimit64, 0, p->rlimits[i].resource, &lim, NULL) < 0) die(c, SBX_STAGE_RLIMIT, (int)i);
+        if (K(sbx_sys(SYS_prlimit64, 0, p->rlimits[i].resource, (long)&lim, 0)) < 0) die(c, SBX_STAGE_RLIMIT, (int)i);
     }
-    if (!(p->flags & SBX_PLAN_SETGROUPS_DENY) && syscall(SYS_setgroups, 0, NULL) < 0) die(c, SBX_STAGE_SETGROUPS, -1);
+    if (!(p->flags & SBX_PLAN_SETGROUPS_DENY) && K(sbx_sys(SYS_setgroups, 0, 0, 0, 0)) < 0) die(c, SBX_STAGE_SETGROUPS, -1);
     /* Shrink the bounding set while we still hold CAP_SETPCAP; a later execve as
      * uid 0 can then gain nothing beyond `cap_keep`. */
     for (int cap = 0; cap < 64; cap++) {
         if (p->cap_keep & (1ull << cap)) continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die(c, SBX_STAGE_CAPBSET, cap);
+        long r = K(k_prctl(PR_CAPBSET_DROP, (unsigned long)cap));
+        if (r < 0 && r != -EINVAL) die(c, SBX_STAGE_CAPBSET, cap);
     }
-    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) die(c, SBX_STAGE_SETGID, -1);
-    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) die(c, SBX_STAGE_SETUID, -1);
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) die(c, SBX_STAGE_CAPSET, -1);
-    {
-        uint64_t keep = p->uid == 0 ? p->cap_keep : 0;
-        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-        struct __user_cap_data_struct d[2] = {
-            { (uint32_t)keep, (uint32_t)keep, 0 },
-            { (uint32_t)(keep >> 32), (uint32_t)(keep >> 32), 0 },
-        };
-        if (syscall(SYS_capset, &h, d) < 0) die(c, SBX_STAGE_CAPSET, -1);
-    }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
+    if (K(sbx_sys(SYS_setresgid, p->gid, p->gid, p->gid, 0)) < 0) die(c, SBX_STAGE_SETGID, -1);
+    if (K(sbx_sys(SYS_setresuid, p->uid, p->uid, p->uid, 0)) < 0) die(c, SBX_STAGE_SETUID, -1);
+    long r = K(sbx_sys6(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0));
+    if (r < 0 && r != -EINVAL) die(c, SBX_STAGE_CAPSET, -1);
+    if (K(set_caps(p->uid == 0 ? p->cap_keep : 0)) < 0) die(c, SBX_STAGE_CAPSET, -1);
+    if (K(k_prctl(PR_SET_NO_NEW_PRIVS, 1)) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
     /* Only 0-2 reach the command: everything else closes at execve (the error pipe too). */
-    if (syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC) < 0) die(c, SBX_STAGE_CLOSE_FDS, -1);
-    if (chdir(p->cwd) < 0) die(c, SBX_STAGE_CHDIR, -1);
-    if (p->n_bpf == 0) { errno = EINVAL; die(c, SBX_STAGE_SECCOMP, -1); }
+    if (K(sbx_sys(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC, 0)) < 0) die(c, SBX_STAGE_CLOSE_FDS, -1);
+    if (K(k_chdir(p->cwd)) < 0) die(c, SBX_STAGE_CHDIR, -1);
+    if (p->n_bpf == 0) die_with(c, EINVAL, SBX_STAGE_SECCOMP, -1);
     const struct sock_filter *insns = p->bpf;
     for (uint32_t i = 0; i < p->n_bpf; i++) {
         struct sock_fprog prog = { (unsigned short)p->bpf_lens[i], (struct sock_filter *)insns };
         T("cmd: before seccomp");
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) die(c, SBX_STAGE_SECCOMP, (int)i);
+        if (K(sbx_sys(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, (long)&prog, 0)) < 0) die(c, SBX_STAGE_SECCOMP, (int)i);
         insns += p->bpf_lens[i];
     }
 
     /* Last: execve, searching PATH by hand (execvpe may allocate). */
     const char *file = p->argv[0];
     if (strchr(file, '/')) {
-        execve(file, p->argv, p->envp);
+        K(sbx_sys(SYS_execve, (long)file, (long)p->argv, (long)p->envp, 0));
         die(c, SBX_STAGE_EXECVE, -1);
     }
     int saw_eacces = 0;
@@ -569,28 +674,29 @@ __attribute__((noreturn)) static void exec_command(struct child_ctx *c, int pty_
             if (dlen == 0) buf[at++] = '.';
             buf[at++] = '/';
             memcpy(buf + at, file, flen + 1);
-            execve(buf, p->argv, p->envp);
-            if (errno == EACCES) saw_eacces = 1;
-            else if (errno != ENOENT && errno != ENOTDIR) die(c, SBX_STAGE_EXECVE, -1);
+            long e = sbx_sys(SYS_execve, (long)buf, (long)p->argv, (long)p->envp, 0);
+            if (e == -EACCES) saw_eacces = 1;
+            else if (e != -ENOENT && e != -ENOTDIR) die_with(c, (int)-e, SBX_STAGE_EXECVE, -1);
         }
         if (!end) break;
         dirs = end + 1;
     }
-    errno = saw_eacces ? EACCES : ENOENT;
-    die(c, SBX_STAGE_EXECVE, -1);
+    die_with(c, saw_eacces ? EACCES : ENOENT, SBX_STAGE_EXECVE, -1);
 }
 
-/* Pid 1 is a copy of sandboxd: its argument and environment areas still hold
- * sandboxd's command line (with --env values) and host environment, and
- * /proc/1/cmdline is readable by the command. Overwrite both, in place. The
- * bounds are fields 48-51 of /proc/self/stat (arg_start arg_end env_start env_end). */
+/* Pid 1 forked from sandboxd (without SBX_PLAN_SHARED_MEMORY) has its own
+ * copy of sandboxd's argument and environment areas: sandboxd's command line
+ * (with --env values) and host environment, and /proc/1/cmdline is readable
+ * by the command. Overwrite both, in place. The bounds are fields 48-51 of
+ * /proc/self/stat (arg_start arg_end env_start env_end). With shared memory
+ * these areas are sandboxd's own and stay as they are (see child_main). */
 static void scrub_own_cmdline(void)
 {
     char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    long fd = k_openat(AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    long n = sbx_sys(SYS_read, fd, (long)buf, sizeof buf - 1, 0);
+    k_close((int)fd);
     if (n <= 0) return;
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* comm may hold spaces: count fields after it */
@@ -612,9 +718,11 @@ static void scrub_own_cmdline(void)
         if (v[1] - v[0] > sizeof name) memcpy((void *)v[0], name, sizeof name);
     }
     if (v[2] && v[3] > v[2]) memset((void *)v[2], 0, v[3] - v[2]);
-    prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
+/* Never runs: pid 1 keeps these signals blocked and takes them with
+ * sigtimedwait. It exists because pid 1 drops signals whose handler is
+ * SIG_DFL, even when blocked. (So it needs no SA_RESTORER.) */
 static void noop_handler(int sig) { (void)sig; }
 
 /* Pid 1: forward signals to the command, reap everything, and leave with it.
@@ -626,46 +734,45 @@ __attribute__((noreturn)) static void reap_until_command_exits(int sync_fd, pid_
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaddset(&set, forwarded[i]);
-    /* pid 1 drops signals whose handler is SIG_DFL, even when blocked: install one. */
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
-        struct sigaction sa = { .sa_handler = noop_handler };
-        sigaction(forwarded[i], &sa, NULL);
-    }
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) set_handler(forwarded[i], noop_handler);
     for (;;) {
         siginfo_t si;
-        int sig = sigwaitinfo(&set, &si);
+        long sig = sbx_sys(SYS_rt_sigtimedwait, (long)&set, (long)&si, 0, _NSIG / 8);
         if (sig < 0) continue;
         if (sig != SIGCHLD) {
-            kill(cmd, sig);
+            sbx_sys(SYS_kill, cmd, sig, 0, 0);
             continue;
         }
         for (;;) {
             int status;
-            pid_t r = (pid_t)syscall(SYS_wait4, -1, &status, WNOHANG, NULL);
+            long r = sbx_sys(SYS_wait4, -1, (long)&status, WNOHANG, 0);
             if (r <= 0) break;
             if (r == cmd) {
                 struct sbx_msg m = { MSG_STATUS, status };
-                send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
-                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                sbx_sys6(SYS_sendto, sync_fd, (long)&m, sizeof m, MSG_NOSIGNAL, 0, 0);
+                k_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
             }
         }
     }
 }
 
-static int recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int *n_fds)
+/* One message and up to max_fds descriptors; 0, or -errno (-EPIPE on EOF or
+ * a short message). No errno: pid 1 calls it too. */
+static long recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int *n_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_MSG_FDS)];
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_MSG_FDS)] __attribute__((aligned(8)));
     struct iovec iov = { m, sizeof *m };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-    ssize_t r;
-    do r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
-    if (r != (ssize_t)sizeof *m) { if (r >= 0) errno = EPIPE; return -1; }
+    long r;
+    do r = sbx_sys(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC, 0); while (r == -EINTR);
+    if (r < 0) return r;
+    if (r != (long)sizeof *m) return -EPIPE;
     *n_fds = 0;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
         int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         if (n > max_fds) {
-            for (int k = max_fds; k < n; k++) close(((int *)CMSG_DATA(cm))[k]);
+            for (int k = max_fds; k < n; k++) k_close(((int *)CMSG_DATA(cm))[k]);
             n = max_fds;
         }
         if (n > 0) memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)n);
@@ -679,82 +786,191 @@ static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int 
     return sbx_send(sock, m, sizeof *m, fds, n_fds);
 }
 
+/* The command, started with CLONE_VFORK on a stack in this frame: pid 1
+ * sleeps until it has exec'd (or failed), and neither copies sandboxd's
+ * address space. The pid, or -errno. */
+static long start_command(struct child_ctx *c)
+{
+    char stack[64 * 1024] __attribute__((aligned(16)));
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = CLONE_VM | CLONE_VFORK;
+    ca.exit_signal = SIGCHLD;
+    ca.stack = (uint64_t)(uintptr_t)stack;
+    ca.stack_size = sizeof stack;
+    return sbx_clone_with_stack(&ca, sizeof ca, exec_command, c);
+}
+
 __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd,
                                                 const cpu_set_t *cpus)
 {
-    struct child_ctx c = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds, .oldroot_fd = -1,
-                           .cpus = cpus };
+    struct child_ctx ctx = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds,
+                             .oldroot_fd = -1, .cpus = cpus, .pty_slave = -1, .err = 0 };
+    struct child_ctx *c = &ctx;
     /* If sandboxd dies, so does the sandbox. A parent that died before this
      * line is caught by the sync socket below: recvmsg returns 0. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    k_prctl(PR_SET_PDEATHSIG, SIGKILL);
 
     struct sbx_msg m;
     int no_fds = 0;
-    if (recv_with_fds(sync_fd, &m, NULL, 0, &no_fds) < 0 || m.type != MSG_GO)
-        _exit(SBX_EXIT_SETUP);
+    if (recv_with_fds(sync_fd, &m, NULL, 0, &no_fds) < 0 || m.type != MSG_GO) k_exit(SBX_EXIT_SETUP);
 
-    scrub_own_cmdline();
+    /* Sharing sandboxd's memory, pid 1 shows sandboxd's command line (as
+     * bubblewrap's pid 1 shows bwrap's) and cannot scrub it without
+     * scrubbing sandboxd's; sandboxd's environment stays unreadable to the
+     * command, since pid 1 is not dumpable before the command exists. */
+    if (!(p->flags & SBX_PLAN_SHARED_MEMORY)) scrub_own_cmdline();
+    sbx_sys6(SYS_prctl, PR_SET_NAME, (long)"sandboxd-init", 0, 0, 0, 0);
 
     /* Leave host uid 0 first: a host-root uid can write global /proc/sys knobs
      * even without capabilities. */
-    if (syscall(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid) < 0) die(&c, SBX_STAGE_SETID_SETUP, -1);
-    if (syscall(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid) < 0) die(&c, SBX_STAGE_SETID_SETUP, -1);
-    assemble_root(&c);
+    if (K(sbx_sys(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid, 0)) < 0) die(c, SBX_STAGE_SETID_SETUP, -1);
+    if (K(sbx_sys(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid, 0)) < 0) die(c, SBX_STAGE_SETID_SETUP, -1);
+    assemble_root(c);
 
-    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) die(&c, SBX_STAGE_HOSTNAME, -1);
-    if ((p->flags & SBX_PLAN_LOOPBACK) && sbx_loopback_up() < 0) die(&c, SBX_STAGE_LOOPBACK, -1);
+    if (p->hostname && K(sbx_sys(SYS_sethostname, (long)p->hostname, (long)strlen(p->hostname), 0, 0)) < 0)
+        die(c, SBX_STAGE_HOSTNAME, -1);
+    if ((p->flags & SBX_PLAN_LOOPBACK) && K(sbx_loopback_up()) < 0) die(c, SBX_STAGE_LOOPBACK, -1);
 
-    int slave = -1;
     if (p->flags & SBX_PLAN_TTY) {
-        int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        long master = K(k_openat(AT_FDCWD, "/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC, 0));
         int unlock = 0;
-        if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0) die(&c, SBX_STAGE_PTY, -1);
-        slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (slave < 0 || fchown(slave, p->uid, p->gid) < 0) die(&c, SBX_STAGE_PTY, -1);
+        if (master < 0 || K(sbx_sys(SYS_ioctl, master, TIOCSPTLCK, (long)&unlock, 0)) < 0) die(c, SBX_STAGE_PTY, -1);
+        long slave = K(sbx_sys(SYS_ioctl, master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC, 0));
+        if (slave < 0 || K(sbx_sys(SYS_fchown, slave, p->uid, p->gid, 0)) < 0) die(c, SBX_STAGE_PTY, -1);
+        c->pty_slave = (int)slave;
         struct sbx_msg pm = { MSG_PTY, 0 };
-        if (send_with_fds(sync_fd, &pm, &master, 1) < 0) die(&c, SBX_STAGE_PTY, -1);
-        close(master);
+        int mfd = (int)master;
+        if (K(sbx_send_raw(sync_fd, &pm, sizeof pm, &mfd, 1)) < 0) die(c, SBX_STAGE_PTY, -1);
+        k_close(mfd);
     }
 
     /* Into the sandbox's cgroups (v1), which the parent made while we built the
      * root; before the command exists, so all of it is inside. */
     if (p->flags & SBX_PLAN_OVERLAP) {
         int cg_fds[MAX_MSG_FDS], n_cg = 0;
-        if (recv_with_fds(sync_fd, &m, cg_fds, MAX_MSG_FDS, &n_cg) < 0) die(&c, SBX_STAGE_SYNC, -1);
-        if (m.type != MSG_JOIN) { errno = EPROTO; die(&c, SBX_STAGE_SYNC, -1); }
+        if (K(recv_with_fds(sync_fd, &m, cg_fds, MAX_MSG_FDS, &n_cg)) < 0) die(c, SBX_STAGE_SYNC, -1);
+        if (m.type != MSG_JOIN) die_with(c, EPROTO, SBX_STAGE_SYNC, -1);
         for (int i = 0; i < n_cg; i++) {
-            if (pwrite(cg_fds[i], "0", 1, 0) != 1) die(&c, SBX_STAGE_CGROUP_JOIN, i);
-            close(cg_fds[i]);
+            long w = K(sbx_sys(SYS_pwrite64, cg_fds[i], (long)"0", 1, 0));
+            if (w != 1) { if (w >= 0) c->err = EIO; die(c, SBX_STAGE_CGROUP_JOIN, i); }
+            k_close(cg_fds[i]);
         }
-        if (c.cpus) sched_setaffinity(0, sizeof *c.cpus, c.cpus);
+        if (c->cpus) sbx_sys(SYS_sched_setaffinity, 0, sizeof *c->cpus, (long)c->cpus, 0);
     }
 
-    if (p->flags & SBX_PLAN_CGROUPNS && unshare(CLONE_NEWCGROUP) < 0) die(&c, SBX_STAGE_CGROUPNS, -1);
+    if ((p->flags & SBX_PLAN_CGROUPNS) && K(sbx_sys(SYS_unshare, CLONE_NEWCGROUP, 0, 0, 0)) < 0) die(c, SBX_STAGE_CGROUPNS, -1);
 
     sigset_t all;
     sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, NULL);
-    /* vfork: pid 1 sleeps until the command has exec'd (or failed), so the
-     * command does not pay for a copy of sandboxd's address space. It runs on
-     * its own stack frames below ours and never returns. */
-    pid_t cmd = vfork();
-    if (cmd < 0) die(&c, SBX_STAGE_FORK, -1);
-    if (cmd == 0) exec_command(&c, slave);
+    set_sigmask(SIG_BLOCK, &all);
+    /* Not dumpable before the command exists: its memory, sandboxd's when
+     * shared, cannot be read or traced by the command through /proc. */
+    k_prctl(PR_SET_DUMPABLE, 0);
+    long cmd = K(start_command(c));
+    if (cmd < 0) die(c, SBX_STAGE_FORK, -1);
 
-    /* Pid 1 keeps only the sync socket, drops every capability and cannot be
-     * ptraced or dumped by the command. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    drop_all_caps();
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    if (sync_fd > 3) syscall(SYS_close_range, 3, (unsigned)sync_fd - 1, 0);
-    syscall(SYS_close_range, (unsigned)sync_fd + 1, ~0u, 0);
-    if (sync_fd != 0) close(0);
-    if (sync_fd != 1) close(1);
-    if (sync_fd != 2) close(2);
-    reap_until_command_exits(sync_fd, cmd);
+    /* Pid 1 keeps only the sync socket and drops every capability. */
+    set_caps(0);
+    k_prctl(PR_SET_NO_NEW_PRIVS, 1);
+    if (sync_fd > 3) sbx_sys(SYS_close_range, 3, (unsigned)sync_fd - 1, 0, 0);
+    sbx_sys(SYS_close_range, (unsigned)sync_fd + 1, ~0u, 0, 0);
+    for (int fd = 0; fd < 3; fd++)
+        if (sync_fd != fd) k_close(fd);
+    reap_until_command_exits(sync_fd, (pid_t)cmd);
 }
 
 /* --------------------------------------------------------------- parent side */
+
+/*
+ * Pid 1's own memory when it shares sandboxd's (SBX_PLAN_SHARED_MEMORY): one
+ * mapping with its stack (below a guard page) and, at the top, what it reads
+ * after sbx_spawn has returned. The kernel zeroes `tid` when pid 1 exits
+ * (CLONE_CHILD_CLEARTID), as it does for a thread's stack; a later launch
+ * reuses the mapping then. Mappings are kept for reuse, one per sandbox
+ * running at once; untouched stack pages cost nothing (MAP_NORESERVE).
+ * Without shared memory pid 1 gets its own copy of the mapping at clone, and
+ * the mapping is free again as soon as clone3 returns.
+ */
+#define PID1_MAPPING (512 * 1024)
+
+struct pid1_args {
+    const struct sbx_plan *plan;
+    int sync_fd, err_fd;      /* pid 1's ends */
+    int parent_sync, parent_err; /* the parent's ends, closed in pid 1 */
+    int has_cpus;
+    cpu_set_t cpus;
+    uint32_t n_binds;
+    int binds[];              /* the parent's bind trees, by op; the parent frees its own array after GO */
+};
+
+struct pid1_block {
+    _Atomic int32_t tid;       /* pid 1's, until it exits (shared memory only) */
+    int launched;              /* tid is pid 1's: free once it reads 0 */
+    int claimed;
+    struct pid1_block *next;
+    struct pid1_args args;     /* last: binds[] follows */
+};
+
+static pthread_mutex_t pid1_blocks_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pid1_block *pid1_blocks;
+
+/* A free block with room for n_ops binds, or NULL (errno set). */
+static struct pid1_block *pid1_block_claim(uint32_t n_ops)
+{
+    size_t need = sizeof(struct pid1_block) + sizeof(int) * n_ops;
+    if (need > 64 * 1024) { errno = E2BIG; return NULL; }
+    pthread_mutex_lock(&pid1_blocks_lock);
+    struct pid1_block *b = pid1_blocks;
+    for (; b; b = b->next) {
+        if (!b->claimed) break;
+        if (b->launched && atomic_load(&b->tid) == 0) break;
+    }
+    if (!b) {
+        char *map = mmap(NULL, PID1_MAPPING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (map == MAP_FAILED || mprotect(map, 4096, PROT_NONE) < 0) {
+            int saved = errno;
+            if (map != MAP_FAILED) munmap(map, PID1_MAPPING);
+            pthread_mutex_unlock(&pid1_blocks_lock);
+            errno = saved;
+            return NULL;
+        }
+        b = (struct pid1_block *)(map + PID1_MAPPING - 64 * 1024);
+        b->next = pid1_blocks;
+        pid1_blocks = b;
+    }
+    b->claimed = 1;
+    b->launched = 0;
+    atomic_store(&b->tid, 0);
+    pthread_mutex_unlock(&pid1_blocks_lock);
+    return b;
+}
+
+/* Where pid 1's stack starts (it grows down from the block) and its size. */
+static void pid1_block_stack(struct pid1_block *b, __u64 *stack, __u64 *size)
+{
+    char *map = (char *)b - (PID1_MAPPING - 64 * 1024);
+    *stack = (__u64)(uintptr_t)(map + 4096);
+    *size = (__u64)((char *)b - (map + 4096)) & ~(__u64)15;
+}
+
+/* After clone3: pid 1's until it exits if it shares this memory, else free now. */
+static void pid1_block_launched(struct pid1_block *b, int shared, pid_t pid)
+{
+    pthread_mutex_lock(&pid1_blocks_lock);
+    if (shared && pid > 0) b->launched = 1;
+    else b->claimed = 0;
+    pthread_mutex_unlock(&pid1_blocks_lock);
+}
+
+static int pid1_main(void *arg)
+{
+    struct pid1_args *a = arg;
+    k_close(a->parent_sync);
+    k_close(a->parent_err);
+    child_main(a->plan, a->binds, a->sync_fd, a->err_fd, a->has_cpus ? &a->cpus : NULL);
+}
+
 
 static int write_proc_file(pid_t pid, const char *name, const char *text)
 {
@@ -836,7 +1052,8 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     /* Every bind source is opened here, before clone, with sandboxd's own
      * view and rights: the sandbox's uid may not be able to reach it. */
     int *bind_fds = malloc(sizeof(int) * (p->n_ops ? p->n_ops : 1));
-    if (!bind_fds) { close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]); goto early; }
+    struct pid1_block *block = bind_fds ? pid1_block_claim(p->n_ops) : NULL;
+    if (!block) { free(bind_fds); close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]); goto early; }
     for (uint32_t i = 0; i < p->n_ops; i++) {
         bind_fds[i] = -1;
         int overlay = p->ops[i].kind == SBX_OP_OVERLAY;
@@ -847,6 +1064,7 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         if (bind_fds[i] < 0 && !(errno == ENOENT && (p->ops[i].flags & SBX_F_OPTIONAL))) {
             *err = (struct sbx_error){ SBX_STAGE_MOUNT_OP, errno, (int32_t)i };
             close_binds(bind_fds, i);
+            pid1_block_launched(block, 0, -1);
             close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]);
             return -1;
         }
@@ -879,13 +1097,26 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         if (setns(p->netns_fd, CLONE_NEWNET) < 0) clone_stage = SBX_STAGE_NETNS;
     }
     T("parent: clone3");
-    if (clone_stage == SBX_STAGE_CLONE) pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) {
-        close(sv[0]);
-        close(ep[0]);
-        child_main(p, bind_fds, sv[1], ep[1], cpus);
+    int shared = (p->flags & SBX_PLAN_SHARED_MEMORY) != 0;
+    struct pid1_args *a = &block->args;
+    *a = (struct pid1_args){ .plan = p, .sync_fd = sv[1], .err_fd = ep[1], .parent_sync = sv[0], .parent_err = ep[0],
+                             .has_cpus = cpus != NULL, .n_binds = p->n_ops };
+    if (cpus) a->cpus = *cpus;
+    memcpy(a->binds, bind_fds, sizeof(int) * p->n_ops);
+    pid1_block_stack(block, &ca.stack, &ca.stack_size);
+    if (shared) {
+        ca.flags |= CLONE_VM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+        ca.parent_tid = ca.child_tid = (uint64_t)(uintptr_t)&block->tid;
     }
-    int clone_errno = errno;
+    int clone_errno = 0;
+    if (clone_stage == SBX_STAGE_CLONE) {
+        long r = sbx_clone_with_stack(&ca, sizeof ca, pid1_main, a);
+        if (r < 0) clone_errno = (int)-r;
+        else pid = (pid_t)r;
+    } else {
+        clone_errno = errno;
+    }
+    pid1_block_launched(block, shared, pid);
     T("parent: clone3 returned");
     if (pid > 0 && cpus) {
         cpu_set_t others = *cpus;
@@ -1024,9 +1255,9 @@ int sbx_spawn_finish(const struct sbx_plan *p, struct sbx_child *c, const int *c
     if (p->flags & SBX_PLAN_TTY) {
         struct sbx_msg pm;
         int fds[1], got = 0;
-        errno = 0;
-        if (recv_with_fds(c->sync_fd, &pm, fds, 1, &got) < 0 || pm.type != MSG_PTY || got != 1) {
-            *err = (struct sbx_error){ SBX_STAGE_PTY, errno ? errno : EPROTO, -1 };
+        long got_msg = recv_with_fds(c->sync_fd, &pm, fds, 1, &got);
+        if (got_msg < 0 || pm.type != MSG_PTY || got != 1) {
+            *err = (struct sbx_error){ SBX_STAGE_PTY, got_msg < 0 ? (int)-got_msg : EPROTO, -1 };
             if (got == 1) close(fds[0]);
             goto fail;
         }

@@ -39,8 +39,13 @@ static void *prepare(void *arg)
     struct sbx_netns *n = arg;
     /* The thread's own namespaces are its own: unshare changes no other thread. */
     n->home_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (n->home_fd < 0 || unshare(CLONE_NEWNET) < 0 || sbx_loopback_up() < 0) {
+    if (n->home_fd < 0 || unshare(CLONE_NEWNET) < 0) {
         n->err = errno;
+        return NULL;
+    }
+    long up = sbx_loopback_up();
+    if (up < 0) {
+        n->err = (int)-up;
         return NULL;
     }
     n->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);

@@ -31,13 +31,53 @@ int sbx_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* The child of sbx_clone_with_stack: the kernel leaves the caller's registers
+ * but the stack pointer, so fn and arg travel in registers the system call
+ * preserves. The child's first frame has no return address (its end is exit). */
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl sbx_clone_with_stack\n"
+        ".type sbx_clone_with_stack,@function\n"
+        "sbx_clone_with_stack:\n"      /* rdi args, rsi size, rdx fn, rcx arg */
+        "    mov %rcx, %r8\n"          /* rcx is clobbered by syscall; r8 and rdx are not */
+        "    mov $435, %eax\n"         /* SYS_clone3 */
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jz 1f\n"
+        "    ret\n"
+        "1:  xor %ebp, %ebp\n"
+        "    mov %r8, %rdi\n"
+        "    call *%rdx\n"
+        "    mov %eax, %edi\n"
+        "    mov $60, %eax\n"          /* SYS_exit */
+        "    syscall\n"
+        "    hlt\n"
+        ".size sbx_clone_with_stack, .-sbx_clone_with_stack\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+        ".globl sbx_clone_with_stack\n"
+        ".type sbx_clone_with_stack,%function\n"
+        "sbx_clone_with_stack:\n"      /* x0 args, x1 size, x2 fn, x3 arg: svc preserves all but x0 */
+        "    mov x8, #435\n"
+        "    svc #0\n"
+        "    cbz x0, 1f\n"
+        "    ret\n"
+        "1:  mov x29, #0\n"
+        "    mov x30, #0\n"
+        "    mov x0, x3\n"
+        "    blr x2\n"
+        "    mov x8, #93\n"             /* SYS_exit */
+        "    svc #0\n"
+        "    brk #0\n"
+        ".size sbx_clone_with_stack, .-sbx_clone_with_stack\n");
+#else
+#error "sbx_clone_with_stack has no stub for this architecture"
+#endif
+
 int sbx_concat(char *dst, size_t cap, const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
-    if (la + lb + 1 > cap) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
+    if (la + lb + 1 > cap) return -1;
     memcpy(dst, a, la);
     memcpy(dst + la, b, lb + 1);
     return 0;
@@ -217,9 +257,9 @@ int sbx_other_cores(struct sbx_cpu_mask *out)
     return 0;
 }
 
-int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds)
+long sbx_send_raw(int sock, const void *buf, size_t len, const int *fds, int n_fds)
 {
-    if (n_fds < 0 || n_fds > SBX_MAX_SEND_FDS) { errno = EINVAL; return -1; }
+    if (n_fds < 0 || n_fds > SBX_MAX_SEND_FDS) return -EINVAL;
     char cbuf[CMSG_SPACE(sizeof(int) * SBX_MAX_SEND_FDS)] __attribute__((aligned(8)));
     memset(cbuf, 0, sizeof cbuf);
     struct iovec iov = { (void *)buf, len };
@@ -233,7 +273,14 @@ int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds)
         cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n_fds);
     }
-    ssize_t r;
-    do r = sendmsg(sock, &mh, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
-    return r == (ssize_t)len ? 0 : -1;
+    long r;
+    do r = sbx_sys(SYS_sendmsg, sock, (long)&mh, MSG_NOSIGNAL, 0); while (r == -EINTR);
+    return r < 0 ? r : r == (long)len ? 0 : -EPIPE;
+}
+
+int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds)
+{
+    long r = sbx_send_raw(sock, buf, len, fds, n_fds);
+    if (r < 0) errno = (int)-r;
+    return r < 0 ? -1 : 0;
 }

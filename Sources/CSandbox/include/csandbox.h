@@ -63,6 +63,10 @@ enum sbx_plan_flags {
     SBX_PLAN_OVERLAP = 1u << 6,        /* the caller makes cgroup v1 groups between sbx_spawn and
                                         * sbx_spawn_finish: pid 1 builds the root on another core
                                         * meanwhile, then waits for their `tasks` files */
+    SBX_PLAN_SHARED_MEMORY = 1u << 7,  /* pid 1 shares the caller's memory instead of a copy
+                                        * (launch.c): only for a root caller, which can still
+                                        * reach pid 1's /proc files once it is not dumpable; the
+                                        * caller stays not dumpable from then on */
 };
 
 struct sbx_plan {
@@ -211,8 +215,9 @@ struct sbx_netns;
 struct sbx_netns *sbx_netns_prepare(void);
 int sbx_netns_wait(struct sbx_netns *n, int *fd, int *home_fd);
 void sbx_netns_release(struct sbx_netns *n);
-/* Bring `lo` up in the calling thread's network namespace. */
-int sbx_loopback_up(void);
+/* Bring `lo` up in the calling thread's network namespace: 0 or -errno
+ * (errno untouched, for pid 1). */
+long sbx_loopback_up(void);
 
 /* Hands a named sandbox's end to a process that outlives sandboxd (see
  * release.c): it closes `mntns_fd` (the mount tree's teardown, overlayfs's

@@ -56,6 +56,10 @@ public enum Launcher {
         if plan.tty { flags |= SBX_PLAN_TTY.rawValue }
         if whileBuilding != nil { flags |= SBX_PLAN_OVERLAP.rawValue }
         if plan.ids.unprivileged { flags |= SBX_PLAN_SETGROUPS_DENY.rawValue | SBX_PLAN_BINDS_IN_CHILD.rawValue }
+        // Pid 1 runs in this process's memory rather than a copy of it (launch.c);
+        // an unprivileged caller could not open the /proc files of its next
+        // pid 1 once this one made the shared memory not dumpable.
+        else { flags |= SBX_PLAN_SHARED_MEMORY.rawValue }
         let cloneFlags = sbx_clone_namespaces()
 
         var child = sbx_child()
