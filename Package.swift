@@ -26,7 +26,9 @@ let package = Package(
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // The only code that runs between clone() and execve(): raw syscalls, no allocation.
-        .target(name: "CSandbox", cSettings: [.unsafeFlags(["-O2", "-fno-strict-aliasing"])]),
+        // -fno-plt: its calls into libc go through a GOT bound at load, never through the
+        // lazy binder, which would write the thread-local state pid 1 shares with sandboxd.
+        .target(name: "CSandbox", cSettings: [.unsafeFlags(["-O2", "-fno-strict-aliasing", "-fno-plt"])]),
         .target(
             name: "SandboxKit",
             dependencies: ["CSandbox", "CSeccomp", "CCap"],

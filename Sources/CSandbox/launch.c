@@ -47,7 +47,7 @@
 
 #include <time.h>
 #ifdef SBX_TRACE_TIMING
-static void T(const char *what){ struct timespec ts; clock_gettime(CLOCK_MONOTONIC,&ts); char b[128]; int n=0; long us=(ts.tv_sec%100)*1000000+ts.tv_nsec/1000; n=sbx_format_int(b,64,us); b[n++]=' '; size_t l=strlen(what); memcpy(b+n,what,l); n+=l; b[n++]='\n'; write(2,b,n);}
+static void T(const char *what){ struct timespec ts; sbx_sys(SYS_clock_gettime,CLOCK_MONOTONIC,(long)&ts,0,0); char b[128]; int n=0; long us=(ts.tv_sec%100)*1000000+ts.tv_nsec/1000; n=sbx_format_int(b,64,us); b[n++]=' '; size_t l=strlen(what); memcpy(b+n,what,l); n+=l; b[n++]='\n'; sbx_sys(SYS_write,2,(long)b,n,0);}
 #else
 #define T(what) ((void)0)
 #endif
@@ -82,6 +82,10 @@ struct child_ctx {
     int oldroot_fd;      /* /oldroot, opened when a bind is cloned here (SBX_PLAN_BINDS_IN_CHILD) */
     const cpu_set_t *cpus; /* sandboxd's CPU mask, to take back once set up (SBX_PLAN_OVERLAP), or NULL */
     int pty_slave;       /* the command's terminal, or -1 */
+    int shared;          /* pid 1 runs in sandboxd's memory (SBX_PLAN_SHARED_MEMORY, taken) */
+    _Atomic int32_t *cmd_tid;  /* with shared memory: cleared by the kernel at the command's execve or exit */
+    int cg_fds[MAX_MSG_FDS];   /* cgroup v1 `tasks` files the command joins (SBX_PLAN_OVERLAP) */
+    int n_cg;
     int err;             /* errno of the last failed call: this side's own errno */
 };
 
@@ -580,10 +584,13 @@ static long set_caps(uint64_t keep)
     return sbx_sys(SYS_capset, (long)&h, (long)d, 0, 0);
 }
 
-static long set_sigmask(int how, const sigset_t *set)
+/* Signal masks as the kernel's 64-bit word (bit N-1 for signal N). */
+static long set_sigmask(int how, uint64_t mask)
 {
-    return sbx_sys(SYS_rt_sigprocmask, how, (long)set, 0, _NSIG / 8);
+    return sbx_sys(SYS_rt_sigprocmask, how, (long)&mask, 0, sizeof mask);
 }
+
+static uint64_t sigbit(int sig) { return 1ull << (sig - 1); }
 
 /* The kernel's struct sigaction for rt_sigaction (glibc's differs in layout). */
 struct k_sigaction {
@@ -606,13 +613,22 @@ static int exec_command(void *arg)
 {
     struct child_ctx *c = arg;
     const struct sbx_plan *p = c->plan;
+    /* Into the sandbox's cgroups (v1), before anything of the command's
+     * runs, so all of it is inside; the command joins, not pid 1: pid 1
+     * shares sandboxd's memory, and the OOM killer, which scores a process
+     * by its memory and kills every process that shares a victim's, must
+     * never choose it. Then the cgroup namespace, rooted at those groups. */
+    for (int i = 0; i < c->n_cg; i++) {
+        long w = K(sbx_sys(SYS_pwrite64, c->cg_fds[i], (long)"0", 1, 0));
+        if (w != 1) { if (w >= 0) c->err = EIO; die(c, SBX_STAGE_CGROUP_JOIN, i); }
+        k_close(c->cg_fds[i]);
+    }
+    if ((p->flags & SBX_PLAN_CGROUPNS) && K(sbx_sys(SYS_unshare, CLONE_NEWCGROUP, 0, 0, 0)) < 0) die(c, SBX_STAGE_CGROUPNS, -1);
     for (int s = 1; s < _NSIG; s++) {
         if (s == SIGKILL || s == SIGSTOP) continue;
         set_handler(s, SIG_DFL);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    set_sigmask(SIG_SETMASK, &none);
+    set_sigmask(SIG_SETMASK, 0);
 
     if (K(sbx_sys(SYS_setsid, 0, 0, 0, 0)) < 0) die(c, SBX_STAGE_SETSID, -1);
     int slave = c->pty_slave;
@@ -642,6 +658,10 @@ static int exec_command(void *arg)
     long r = K(sbx_sys6(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0));
     if (r < 0 && r != -EINVAL) die(c, SBX_STAGE_CAPSET, -1);
     if (K(set_caps(p->uid == 0 ? p->cap_keep : 0)) < 0) die(c, SBX_STAGE_CAPSET, -1);
+    /* After the last change of ids, which resets it to fs.suid_dumpable: the
+     * memory this runs in is pid 1's (sandboxd's when shared), and from the
+     * execve on, the command must not read it through /proc/1. */
+    if (K(k_prctl(PR_SET_DUMPABLE, 0)) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
     if (K(k_prctl(PR_SET_NO_NEW_PRIVS, 1)) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
     /* Only 0-2 reach the command: everything else closes at execve (the error pipe too). */
     if (K(sbx_sys(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC, 0)) < 0) die(c, SBX_STAGE_CLOSE_FDS, -1);
@@ -730,14 +750,14 @@ static void noop_handler(int sig) { (void)sig; }
 __attribute__((noreturn)) static void reap_until_command_exits(int sync_fd, pid_t cmd)
 {
     static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaddset(&set, forwarded[i]);
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) set_handler(forwarded[i], noop_handler);
+    uint64_t set = sigbit(SIGCHLD);
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
+        set |= sigbit(forwarded[i]);
+        set_handler(forwarded[i], noop_handler);
+    }
     for (;;) {
         siginfo_t si;
-        long sig = sbx_sys(SYS_rt_sigtimedwait, (long)&set, (long)&si, 0, _NSIG / 8);
+        long sig = sbx_sys(SYS_rt_sigtimedwait, (long)&set, (long)&si, 0, sizeof set);
         if (sig < 0) continue;
         if (sig != SIGCHLD) {
             sbx_sys(SYS_kill, cmd, sig, 0, 0);
@@ -768,8 +788,9 @@ static long recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, in
     if (r < 0) return r;
     if (r != (long)sizeof *m) return -EPIPE;
     *n_fds = 0;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    /* One SCM_RIGHTS header at most is ever sent (sbx_send). */
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
         int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         if (n > max_fds) {
             for (int k = max_fds; k < n; k++) k_close(((int *)CMSG_DATA(cm))[k]);
@@ -796,17 +817,28 @@ static long start_command(struct child_ctx *c)
     memset(&ca, 0, sizeof ca);
     ca.flags = CLONE_VM | CLONE_VFORK;
     ca.exit_signal = SIGCHLD;
+    /* Its stack is in pid 1's block: the block is free again only once this
+     * word is clear too (pid 1 can be killed while the command has not yet
+     * exec'd; see pid1_block_claim). */
+    if (c->cmd_tid) {
+        ca.flags |= CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+        ca.parent_tid = ca.child_tid = (uint64_t)(uintptr_t)c->cmd_tid;
+    }
     ca.stack = (uint64_t)(uintptr_t)stack;
     ca.stack_size = sizeof stack;
     return sbx_clone_with_stack(&ca, sizeof ca, exec_command, c);
 }
 
-__attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const int *bind_fds, int sync_fd, int err_fd,
-                                                const cpu_set_t *cpus)
+__attribute__((noreturn)) static void child_main(struct child_ctx *c)
 {
-    struct child_ctx ctx = { .plan = p, .sync_fd = sync_fd, .err_fd = err_fd, .newroot_fd = -1, .bind_fds = bind_fds,
-                             .oldroot_fd = -1, .cpus = cpus, .pty_slave = -1, .err = 0 };
-    struct child_ctx *c = &ctx;
+    const struct sbx_plan *p = c->plan;
+    int sync_fd = c->sync_fd;
+    /* Nothing of sandboxd's may run here: its signal handlers (the Swift
+     * runtime's crash handler among them) would run on its memory. Every
+     * signal is blocked, and faults kill. */
+    set_sigmask(SIG_SETMASK, ~0ull);
+    static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS };
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) set_handler(faults[i], SIG_DFL);
     /* If sandboxd dies, so does the sandbox. A parent that died before this
      * line is caught by the sync socket below: recvmsg returns 0. */
     k_prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -819,7 +851,7 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
      * bubblewrap's pid 1 shows bwrap's) and cannot scrub it without
      * scrubbing sandboxd's; sandboxd's environment stays unreadable to the
      * command, since pid 1 is not dumpable before the command exists. */
-    if (!(p->flags & SBX_PLAN_SHARED_MEMORY)) scrub_own_cmdline();
+    if (!c->shared) scrub_own_cmdline();
     sbx_sys6(SYS_prctl, PR_SET_NAME, (long)"sandboxd-init", 0, 0, 0, 0);
 
     /* Leave host uid 0 first: a host-root uid can write global /proc/sys knobs
@@ -845,27 +877,17 @@ __attribute__((noreturn)) static void child_main(const struct sbx_plan *p, const
         k_close(mfd);
     }
 
-    /* Into the sandbox's cgroups (v1), which the parent made while we built the
-     * root; before the command exists, so all of it is inside. */
+    /* The sandbox's cgroups (v1), which the parent made while we built the
+     * root: the command joins them (exec_command). */
     if (p->flags & SBX_PLAN_OVERLAP) {
-        int cg_fds[MAX_MSG_FDS], n_cg = 0;
-        if (K(recv_with_fds(sync_fd, &m, cg_fds, MAX_MSG_FDS, &n_cg)) < 0) die(c, SBX_STAGE_SYNC, -1);
+        if (K(recv_with_fds(sync_fd, &m, c->cg_fds, MAX_MSG_FDS, &c->n_cg)) < 0) die(c, SBX_STAGE_SYNC, -1);
         if (m.type != MSG_JOIN) die_with(c, EPROTO, SBX_STAGE_SYNC, -1);
-        for (int i = 0; i < n_cg; i++) {
-            long w = K(sbx_sys(SYS_pwrite64, cg_fds[i], (long)"0", 1, 0));
-            if (w != 1) { if (w >= 0) c->err = EIO; die(c, SBX_STAGE_CGROUP_JOIN, i); }
-            k_close(cg_fds[i]);
-        }
         if (c->cpus) sbx_sys(SYS_sched_setaffinity, 0, sizeof *c->cpus, (long)c->cpus, 0);
     }
 
-    if ((p->flags & SBX_PLAN_CGROUPNS) && K(sbx_sys(SYS_unshare, CLONE_NEWCGROUP, 0, 0, 0)) < 0) die(c, SBX_STAGE_CGROUPNS, -1);
-
-    sigset_t all;
-    sigfillset(&all);
-    set_sigmask(SIG_BLOCK, &all);
     /* Not dumpable before the command exists: its memory, sandboxd's when
-     * shared, cannot be read or traced by the command through /proc. */
+     * shared, cannot be read or traced by the command through /proc. (The
+     * command's own changes of ids reset that; it clears it again last.) */
     k_prctl(PR_SET_DUMPABLE, 0);
     long cmd = K(start_command(c));
     if (cmd < 0) die(c, SBX_STAGE_FORK, -1);
@@ -900,13 +922,16 @@ struct pid1_args {
     int parent_sync, parent_err; /* the parent's ends, closed in pid 1 */
     int has_cpus;
     cpu_set_t cpus;
+    int shared;               /* the memory is sandboxd's (else pid 1's own copy) */
+    _Atomic int32_t *cmd_tid; /* the command's, until its execve (in the block) */
     uint32_t n_binds;
     int binds[];              /* the parent's bind trees, by op; the parent frees its own array after GO */
 };
 
 struct pid1_block {
     _Atomic int32_t tid;       /* pid 1's, until it exits (shared memory only) */
-    int launched;              /* tid is pid 1's: free once it reads 0 */
+    _Atomic int32_t cmd_tid;   /* the command's, until its execve or exit: it runs on a stack in here */
+    int launched;              /* tid is pid 1's: free once it and cmd_tid read 0 */
     int claimed;
     struct pid1_block *next;
     struct pid1_args args;     /* last: binds[] follows */
@@ -924,7 +949,7 @@ static struct pid1_block *pid1_block_claim(uint32_t n_ops)
     struct pid1_block *b = pid1_blocks;
     for (; b; b = b->next) {
         if (!b->claimed) break;
-        if (b->launched && atomic_load(&b->tid) == 0) break;
+        if (b->launched && atomic_load(&b->tid) == 0 && atomic_load(&b->cmd_tid) == 0) break;
     }
     if (!b) {
         char *map = mmap(NULL, PID1_MAPPING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -942,6 +967,7 @@ static struct pid1_block *pid1_block_claim(uint32_t n_ops)
     b->claimed = 1;
     b->launched = 0;
     atomic_store(&b->tid, 0);
+    atomic_store(&b->cmd_tid, 0);
     pthread_mutex_unlock(&pid1_blocks_lock);
     return b;
 }
@@ -963,12 +989,32 @@ static void pid1_block_launched(struct pid1_block *b, int shared, pid_t pid)
     pthread_mutex_unlock(&pid1_blocks_lock);
 }
 
+/* Whether pid 1 can share this process's memory. Once pid 1 made the memory
+ * not dumpable, opening the next pid 1's /proc files (uid_map, ns/mnt) takes
+ * CAP_SYS_PTRACE. On cgroup v2 pid 1 starts inside the sandbox's group
+ * (CLONE_INTO_CGROUP), where the OOM killer could choose it, and sandboxd
+ * with it (see exec_command): the copy is kept there. */
+static int can_share_memory(const struct sbx_plan *p)
+{
+    if (!(p->flags & SBX_PLAN_SHARED_MEMORY) || p->cgroup_dir_fd >= 0) return 0;
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capget, &h, d) < 0) return 0;
+    uint64_t eff = (uint64_t)d[0].effective | (uint64_t)d[1].effective << 32;
+    return (eff & (1ull << CAP_SYS_PTRACE)) != 0;
+}
+
 static int pid1_main(void *arg)
 {
     struct pid1_args *a = arg;
     k_close(a->parent_sync);
     k_close(a->parent_err);
-    child_main(a->plan, a->binds, a->sync_fd, a->err_fd, a->has_cpus ? &a->cpus : NULL);
+    struct child_ctx c = { .plan = a->plan, .sync_fd = a->sync_fd, .err_fd = a->err_fd, .newroot_fd = -1,
+                           .bind_fds = a->binds, .oldroot_fd = -1, .cpus = a->has_cpus ? &a->cpus : NULL,
+                           .pty_slave = -1, .shared = a->shared, .cmd_tid = a->shared ? a->cmd_tid : NULL,
+                           .n_cg = 0, .err = 0 };
+    child_main(&c);
 }
 
 
@@ -1053,7 +1099,12 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
      * view and rights: the sandbox's uid may not be able to reach it. */
     int *bind_fds = malloc(sizeof(int) * (p->n_ops ? p->n_ops : 1));
     struct pid1_block *block = bind_fds ? pid1_block_claim(p->n_ops) : NULL;
-    if (!block) { free(bind_fds); close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]); goto early; }
+    if (!block) {
+        *err = (struct sbx_error){ SBX_STAGE_CLONE, errno, -1 };
+        free(bind_fds);
+        close(sv[0]); close(sv[1]); close(ep[0]); close(ep[1]);
+        return -1;
+    }
     for (uint32_t i = 0; i < p->n_ops; i++) {
         bind_fds[i] = -1;
         int overlay = p->ops[i].kind == SBX_OP_OVERLAY;
@@ -1097,10 +1148,11 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         if (setns(p->netns_fd, CLONE_NEWNET) < 0) clone_stage = SBX_STAGE_NETNS;
     }
     T("parent: clone3");
-    int shared = (p->flags & SBX_PLAN_SHARED_MEMORY) != 0;
     struct pid1_args *a = &block->args;
     *a = (struct pid1_args){ .plan = p, .sync_fd = sv[1], .err_fd = ep[1], .parent_sync = sv[0], .parent_err = ep[0],
-                             .has_cpus = cpus != NULL, .n_binds = p->n_ops };
+                             .has_cpus = cpus != NULL, .cmd_tid = &block->cmd_tid, .n_binds = p->n_ops };
+    int shared = can_share_memory(p);
+    a->shared = shared;
     if (cpus) a->cpus = *cpus;
     memcpy(a->binds, bind_fds, sizeof(int) * p->n_ops);
     pid1_block_stack(block, &ca.stack, &ca.stack_size);

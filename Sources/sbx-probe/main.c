@@ -21,7 +21,7 @@
  *   read PATH | write PATH [DATA] | append PATH [DATA] | mkdir PATH | unlink PATH | stat PATH | chown PATH U G
  *   fill PATH [MAX_MB]      write until an error
  *   connect IPV4 PORT | loopback
- *   kill PID [SIG] | setrlimit-raise | sleep S | spin S | fork-bomb [MAX] | alloc MB | raise SIG | exit N
+ *   kill PID [SIG] | setrlimit-raise | sleep S | spin S | fork-bomb [MAX] | alloc MB [HOLD_S] | raise SIG | exit N
  *
  * The integration tests bind this binary into sandboxes at /probe. Never run
  * the abusive subcommands on the host: they are meant to be refused by the
@@ -606,8 +606,8 @@ static int fork_bomb(int max)
     return ok("forked=%d", n);
 }
 
-/* Allocate and touch `mb` MiB, one MiB at a time. */
-static int alloc_mb(long mb)
+/* Allocate and touch `mb` MiB, one MiB at a time; then hold it `hold_s` seconds. */
+static int alloc_mb(long mb, long hold_s)
 {
     for (long i = 0; i < mb; i++) {
         char *p = malloc(1 << 20);
@@ -618,6 +618,7 @@ static int alloc_mb(long mb)
         }
         memset(p, (int)i, 1 << 20);
     }
+    if (hold_s > 0) sleep((unsigned)hold_s);
     return ok("allocated_mb=%ld", mb);
 }
 
@@ -691,7 +692,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "sleep") && argc >= 3) return sleep_seconds(atof(argv[2]));
     if (!strcmp(cmd, "spin") && argc >= 3) return spin(atof(argv[2]));
     if (!strcmp(cmd, "fork-bomb")) return fork_bomb(argc >= 3 ? atoi(argv[2]) : 2000);
-    if (!strcmp(cmd, "alloc") && argc >= 3) return alloc_mb(atol(argv[2]));
+    if (!strcmp(cmd, "alloc") && argc >= 3) return alloc_mb(atol(argv[2]), argc >= 4 ? atol(argv[3]) : 0);
     if (!strcmp(cmd, "raise") && argc >= 3) {
         int sig = parse_signal(argv[2]);
         signal(sig, SIG_DFL);

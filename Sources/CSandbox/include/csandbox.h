@@ -63,10 +63,10 @@ enum sbx_plan_flags {
     SBX_PLAN_OVERLAP = 1u << 6,        /* the caller makes cgroup v1 groups between sbx_spawn and
                                         * sbx_spawn_finish: pid 1 builds the root on another core
                                         * meanwhile, then waits for their `tasks` files */
-    SBX_PLAN_SHARED_MEMORY = 1u << 7,  /* pid 1 shares the caller's memory instead of a copy
-                                        * (launch.c): only for a root caller, which can still
-                                        * reach pid 1's /proc files once it is not dumpable; the
-                                        * caller stays not dumpable from then on */
+    SBX_PLAN_SHARED_MEMORY = 1u << 7,  /* pid 1 may share the caller's memory instead of a copy
+                                        * (launch.c, DESIGN "Pid 1's own memory"): taken with
+                                        * CAP_SYS_PTRACE in effect and no cgroup_dir_fd. The
+                                        * caller is not dumpable from then on */
 };
 
 struct sbx_plan {
@@ -136,11 +136,11 @@ struct sbx_child {
  * failure (the child, if any, is killed and reaped before returning). */
 int sbx_spawn(const struct sbx_plan *plan, struct sbx_child *out, struct sbx_error *err);
 
-/* With SBX_PLAN_OVERLAP, hand pid 1 the cgroup v1 `tasks` files to join
- * (without it, `n` must be 0); then wait until the command has been exec'd.
- * Pid 1 writes "0" into each just before it forks the command: a self-move
- * skips the kernel's global threadgroup lock, and v1 checks the credentials
- * the file was opened with. Between sbx_spawn and this call the caller makes
+/* With SBX_PLAN_OVERLAP, hand pid 1 the cgroup v1 `tasks` files for the
+ * command to join (without it, `n` must be 0); then wait until the command
+ * has been exec'd. The command writes "0" into each before anything else: a
+ * self-move skips the kernel's global threadgroup lock, and v1 checks the
+ * credentials the file was opened with. Pid 1 stays out of the groups. Between sbx_spawn and this call the caller makes
  * the groups while pid 1 builds the root.
  * Returns 0, or -1 with `err` filled and the child killed, reaped and closed. */
 int sbx_spawn_finish(const struct sbx_plan *plan, struct sbx_child *child, const int *cgroup_task_fds, uint32_t n,

@@ -92,7 +92,7 @@ public struct Supervisor {
         let child: LaunchedSandbox
         do {
             defer { network?.release() } // the sandbox holds the namespace now
-            // v1: made while pid 1 builds the root; it joins them itself before forking the command.
+            // v1: made while pid 1 builds the root; the command joins them first thing.
             var makeV1: (() throws(SandboxError) -> [Int32])? = nil
             if let layout, layout.version == .v1 {
                 makeV1 = { () throws(SandboxError) in

@@ -239,6 +239,28 @@ struct LimitTests {
         }
     }
 
+    /// Memory the limit counts but no process holds (a tmpfs file) leaves the
+    /// OOM killer to choose among small processes. Pid 1 shares sandboxd's
+    /// memory when sandboxd is root, and a victim's memory takes down every
+    /// process sharing it: pid 1 must never be a candidate, or sandboxd (and
+    /// its janitor) would be killed with it, leaving no report and the groups.
+    @Test("an OOM kill at the memory limit never takes pid 1 or sandboxd")
+    func oomSparesSandboxd() async throws {
+        try await withSbxTemp("oom") { dir in
+            let profile = try sbxProfile(dir, "small", "[limits]\nmemory = \"48MiB\"\n")
+            let report = dir.path + "/report.json"
+            let r = await SbxExec(workdir: dir.path, profile: profile, flags: ["--json-report", report])
+                .run(["/bin/sh", "-c", "head -c 80000000 /dev/zero > /tmp/fill; echo head=$?"])
+            // Killed, sandboxd writes no report; the victim (the shell or head)
+            // is the kernel's choice, the report says what sandboxd exited with.
+            let json = try sbxJSON(dir.read("report.json") ?? "")
+            #expect(json["oom_killed"] as? Bool == true, "\(json) \(r)")
+            #expect((json["exit_code"] as? Int).map(Int32.init) == r.exitCode, "\(json) \(r)")
+            #expect(r.exitCode == 0 || r.exitCode == 137, "\(r)")
+            #expect(await SbxHost.cgroupsLeft(named: "sandboxd-\(r.pid)").isEmpty)
+        }
+    }
+
     @Test("filling /tmp or HOME stops at their size with ENOSPC", arguments: ["/tmp/big", "/home/sandbox/big"])
     func tmpFill(path: String) async throws {
         try await withSbxTemp("fill") { dir in
