@@ -1,14 +1,15 @@
 /*
  * sbx_spawn: clone -> (parent: uid/gid maps, idmapped mounts, go)
- *            -> pid 1: assemble the root, pivot, hostname, lo, pty,
- *                      join the cgroups, fork
- *            -> command: session, ids, capabilities, no_new_privs, seccomp, execve
+ *            -> pid 1: assemble the root, pivot, hostname, lo, pty, start
+ *                      the command (CLONE_VM|CLONE_VFORK), reap
+ *            -> command: join the cgroups, session, ids, capabilities,
+ *                        no_new_privs, seccomp, execve
  * sbx_spawn_finish: the parent hands pid 1 the cgroup v1 groups it made while
- *            the root was built, then waits for the execve
+ *            the root was built, for the command, then waits for the execve
  *
- * Rules for everything that runs in the child: raw system calls and stack
- * buffers only. glibc wrappers are used where they are a bare system call;
- * identity changes go through syscall() directly, because glibc's setuid
+ * Rules for everything that runs in the child: raw system calls (sbx_sys)
+ * and stack buffers only, no errno, no libc but string functions (see "child
+ * side" below). Identity changes are bare system calls too: glibc's setuid
  * family would try to broadcast to threads that do not exist after clone().
  */
 #define _GNU_SOURCE
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -63,8 +65,8 @@ struct sbx_msg { int32_t type; int32_t value; };
 /* ---------------------------------------------------------------- child side */
 
 /*
- * Pid 1 runs in sandboxd's own memory when sandboxd is root
- * (SBX_PLAN_SHARED_MEMORY): a copy of a 14 MB Swift process cost every launch
+ * Pid 1 runs in sandboxd's own memory when it can (SBX_PLAN_SHARED_MEMORY,
+ * can_share_memory): a copy of a 14 MB Swift process cost every launch
  * its page tables at clone, copy-on-write faults on both sides afterwards and
  * the copy's teardown at exit (~0.25 ms in all). The command is started with
  * CLONE_VFORK from there and shares it too until its execve. Both also share
@@ -617,7 +619,10 @@ static int exec_command(void *arg)
      * runs, so all of it is inside; the command joins, not pid 1: pid 1
      * shares sandboxd's memory, and the OOM killer, which scores a process
      * by its memory and kills every process that shares a victim's, must
-     * never choose it. Then the cgroup namespace, rooted at those groups. */
+     * never choose it. Until its execve the command shares that memory too,
+     * but the OOM killer passes over a vfork child that shares its parent's
+     * (oom_badness, in_vfork). Then the cgroup namespace, rooted at those
+     * groups. */
     for (int i = 0; i < c->n_cg; i++) {
         long w = K(sbx_sys(SYS_pwrite64, c->cg_fds[i], (long)"0", 1, 0));
         if (w != 1) { if (w >= 0) c->err = EIO; die(c, SBX_STAGE_CGROUP_JOIN, i); }
@@ -661,7 +666,7 @@ static int exec_command(void *arg)
     /* After the last change of ids, which resets it to fs.suid_dumpable: the
      * memory this runs in is pid 1's (sandboxd's when shared), and from the
      * execve on, the command must not read it through /proc/1. */
-    if (K(k_prctl(PR_SET_DUMPABLE, 0)) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
+    if (K(k_prctl(PR_SET_DUMPABLE, 0)) < 0) die(c, SBX_STAGE_DUMPABLE, -1);
     if (K(k_prctl(PR_SET_NO_NEW_PRIVS, 1)) < 0) die(c, SBX_STAGE_NO_NEW_PRIVS, -1);
     /* Only 0-2 reach the command: everything else closes at execve (the error pipe too). */
     if (K(sbx_sys(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC, 0)) < 0) die(c, SBX_STAGE_CLOSE_FDS, -1);
@@ -839,10 +844,6 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
     set_sigmask(SIG_SETMASK, ~0ull);
     static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS };
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) set_handler(faults[i], SIG_DFL);
-    /* If sandboxd dies, so does the sandbox. A parent that died before this
-     * line is caught by the sync socket below: recvmsg returns 0. */
-    k_prctl(PR_SET_PDEATHSIG, SIGKILL);
-
     struct sbx_msg m;
     int no_fds = 0;
     if (recv_with_fds(sync_fd, &m, NULL, 0, &no_fds) < 0 || m.type != MSG_GO) k_exit(SBX_EXIT_SETUP);
@@ -858,6 +859,16 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
      * even without capabilities. */
     if (K(sbx_sys(SYS_setresgid, p->setup_gid, p->setup_gid, p->setup_gid, 0)) < 0) die(c, SBX_STAGE_SETID_SETUP, -1);
     if (K(sbx_sys(SYS_setresuid, p->setup_uid, p->setup_uid, p->setup_uid, 0)) < 0) die(c, SBX_STAGE_SETID_SETUP, -1);
+    /* Not dumpable (the change of ids set it to fs.suid_dumpable): the
+     * memory is sandboxd's when shared, and a fault must not dump it. */
+    if (K(k_prctl(PR_SET_DUMPABLE, 0)) < 0) die(c, SBX_STAGE_DUMPABLE, -1);
+    /* If sandboxd dies, so does the sandbox. Set after the change of ids,
+     * which clears it; a sandboxd that died before is seen on the sync
+     * socket (its end is closed). */
+    if (K(k_prctl(PR_SET_PDEATHSIG, SIGKILL)) < 0) die(c, SBX_STAGE_SETID_SETUP, -1);
+    struct pollfd alive = { .fd = sync_fd, .events = POLLRDHUP };
+    struct timespec now = { 0, 0 };
+    if (sbx_sys6(SYS_ppoll, (long)&alive, 1, (long)&now, 0, 0, 0) != 0) k_exit(SBX_EXIT_SETUP);
     assemble_root(c);
 
     if (p->hostname && K(sbx_sys(SYS_sethostname, (long)p->hostname, (long)strlen(p->hostname), 0, 0)) < 0)
@@ -885,10 +896,9 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
         if (c->cpus) sbx_sys(SYS_sched_setaffinity, 0, sizeof *c->cpus, (long)c->cpus, 0);
     }
 
-    /* Not dumpable before the command exists: its memory, sandboxd's when
-     * shared, cannot be read or traced by the command through /proc. (The
-     * command's own changes of ids reset that; it clears it again last.) */
-    k_prctl(PR_SET_DUMPABLE, 0);
+    /* Pid 1 is not dumpable (above): its memory, sandboxd's when shared,
+     * cannot be read or traced by the command through /proc. The command's
+     * own changes of ids reset that; it clears it again, last. */
     long cmd = K(start_command(c));
     if (cmd < 0) die(c, SBX_STAGE_FORK, -1);
 
@@ -931,7 +941,8 @@ struct pid1_args {
 struct pid1_block {
     _Atomic int32_t tid;       /* pid 1's, until it exits (shared memory only) */
     _Atomic int32_t cmd_tid;   /* the command's, until its execve or exit: it runs on a stack in here */
-    int launched;              /* tid is pid 1's: free once it and cmd_tid read 0 */
+    int launched;              /* tid is pid 1's: free once it and then cmd_tid read 0 (pid 1
+                                * sets cmd_tid, so it is read after tid) */
     int claimed;
     struct pid1_block *next;
     struct pid1_args args;     /* last: binds[] follows */
@@ -1008,6 +1019,7 @@ static int can_share_memory(const struct sbx_plan *p)
 static int pid1_main(void *arg)
 {
     struct pid1_args *a = arg;
+    set_sigmask(SIG_SETMASK, ~0ull); /* the parent blocked them around clone3 too */
     k_close(a->parent_sync);
     k_close(a->parent_err);
     struct child_ctx c = { .plan = a->plan, .sync_fd = a->sync_fd, .err_fd = a->err_fd, .newroot_fd = -1,
@@ -1123,8 +1135,8 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
 
     /* With SBX_PLAN_OVERLAP this thread makes the cgroups while pid 1 builds
      * the root. Woken by GO, pid 1 would queue on this core behind it, so it
-     * runs on the others until it has joined them; then it takes back this
-     * mask (its copy of this frame). */
+     * runs on the others until it has received them for the command; then it
+     * takes back this mask (a copy in its block). */
     cpu_set_t *cpus = NULL, all_cpus;
     if ((p->flags & SBX_PLAN_OVERLAP) && sched_getaffinity(0, sizeof all_cpus, &all_cpus) == 0 && CPU_COUNT(&all_cpus) > 1)
         cpus = &all_cpus;
@@ -1142,10 +1154,11 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     /* A prepared network namespace (see netns.c) is entered for the clone
      * only, so the child starts in it; this thread then returns home. */
     int32_t clone_stage = SBX_STAGE_CLONE;
+    int clone_errno = 0;
     pid_t pid = -1;
     if (p->flags & SBX_PLAN_PREPARED_NETNS) {
         ca.flags &= ~(uint64_t)CLONE_NEWNET;
-        if (setns(p->netns_fd, CLONE_NEWNET) < 0) clone_stage = SBX_STAGE_NETNS;
+        if (setns(p->netns_fd, CLONE_NEWNET) < 0) { clone_stage = SBX_STAGE_NETNS; clone_errno = errno; }
     }
     T("parent: clone3");
     struct pid1_args *a = &block->args;
@@ -1160,13 +1173,16 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
         ca.flags |= CLONE_VM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
         ca.parent_tid = ca.child_tid = (uint64_t)(uintptr_t)&block->tid;
     }
-    int clone_errno = 0;
     if (clone_stage == SBX_STAGE_CLONE) {
+        /* Pid 1 starts with every signal blocked (it runs none of our
+         * handlers), as posix_spawn's child does. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         long r = sbx_clone_with_stack(&ca, sizeof ca, pid1_main, a);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0) clone_errno = (int)-r;
         else pid = (pid_t)r;
-    } else {
-        clone_errno = errno;
     }
     pid1_block_launched(block, shared, pid);
     T("parent: clone3 returned");
@@ -1281,6 +1297,9 @@ int sbx_spawn_finish(const struct sbx_plan *p, struct sbx_child *c, const int *c
     *err = (struct sbx_error){ SBX_STAGE_NONE, 0, -1 };
     int overlap = (p->flags & SBX_PLAN_OVERLAP) != 0;
     if (n > (overlap ? MAX_MSG_FDS : 0)) { *err = (struct sbx_error){ SBX_STAGE_CGROUP_JOIN, E2BIG, -1 }; goto fail; }
+    /* Overlapped with no groups, the command would join none and root its
+     * cgroup namespace at sandboxd's: no limit would apply, silently. */
+    if (overlap && n == 0) { *err = (struct sbx_error){ SBX_STAGE_CGROUP_JOIN, EINVAL, -1 }; goto fail; }
     /* Only pid 1 of an overlapped launch waits for the join. If it already
      * failed building the root, the send fails and its own report on the error
      * pipe says why; any other failure would leave it waiting, so it is killed

@@ -126,6 +126,7 @@ const char *sbx_stage_name(int32_t stage)
     case SBX_STAGE_CGROUP_JOIN: return "joining the cgroups (v1 tasks)";
     case SBX_STAGE_SYNC: return "parent/child sync";
     case SBX_STAGE_SETID_SETUP: return "setresuid() to the namespace root";
+    case SBX_STAGE_DUMPABLE: return "prctl(PR_SET_DUMPABLE, 0)";
     case SBX_STAGE_PROPAGATION: return "making mounts private";
     case SBX_STAGE_STAGING_TMPFS: return "staging tmpfs";
     case SBX_STAGE_PIVOT_STAGING: return "pivot_root() into staging";

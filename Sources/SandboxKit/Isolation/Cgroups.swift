@@ -2,9 +2,9 @@ import CSandbox
 import Glibc
 
 /// Per-sandbox cgroups: created with the profile's limits (v2 before the
-/// clone, which starts pid 1 inside; v1 while pid 1 builds the root, which
-/// then moves itself in), read for the report, removed afterwards (and by the
-/// janitor if sandboxd itself is killed).
+/// clone, which starts pid 1 inside; v1 while pid 1 builds the root, and the
+/// command moves itself in first thing), read for the report, removed
+/// afterwards (and by the janitor if sandboxd itself is killed).
 ///
 /// cgroup v2 is used where the unified hierarchy has the controllers;
 /// otherwise cgroup v1 (memory, pids, cpu each in their own hierarchy).
@@ -16,7 +16,8 @@ public struct CgroupSet: Sendable {
     public let version: Version
     /// One directory for v2; one per controller for v1 (memory, pids, then cpu).
     public private(set) var directories: [String]
-    /// v1: each directory's `tasks` file, open for the sandbox's pid 1 to move itself in.
+    /// v1: each directory's `tasks` file, open for the sandbox's command to move itself in
+    /// (pid 1 stays out: see DESIGN "Pid 1's own memory").
     /// v2: the directory itself, for clone3(CLONE_INTO_CGROUP).
     public private(set) var joinFDs: [Int32]
 

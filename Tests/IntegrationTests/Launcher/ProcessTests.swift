@@ -116,6 +116,24 @@ struct ProcessTests {
         }
     }
 
+    /// Without cgroup limits there is no janitor: pid 1's PDEATHSIG alone ends
+    /// the sandbox. (It was set before pid 1 left host uid 0, and a change of
+    /// ids clears it: such a sandbox outlived a SIGKILLed sandboxd.)
+    @Test("SIGKILL of sandboxd without cgroup limits still ends the sandbox")
+    func sigkillSandboxdWithoutLimits() async throws {
+        try await withSbxTemp("sigkill-nolimits") { dir in
+            let profile = try sbxProfile(dir, "nolimits", "[limits]\nmemory = 0\npids = 0\ncpus = 0\n")
+            let marker = sbxMarker("sigkill-nolimits")
+            let bg = try await SbxBackground.start(SbxExec(workdir: dir.path, profile: profile), marker: marker)
+            #expect(SbxHost.cgroupDirs(named: "sandboxd-\(bg.pid)").isEmpty, "this profile should make no cgroups")
+            bg.kill(SIGKILL)
+            let status = await bg.wait()
+            #expect(status.signal == SIGKILL)
+            let left = await SbxHost.waitUntilGone(marker, seconds: 5)
+            #expect(left.isEmpty, "left behind: \(left.map { "\($0.pid) \($0.cmdline)" })")
+        }
+    }
+
     /// The cgroups are made after planning, before the sandbox exists: a
     /// SIGKILL then must find the janitor already watching. (Before the
     /// janitor was started ahead of the directories, about one kill in thirty
