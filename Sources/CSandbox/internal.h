@@ -8,7 +8,8 @@
 /* Exit code of a sandbox whose setup failed; the parent reports the stage instead. */
 #define SBX_EXIT_SETUP 125
 
-int sbx_write_all(int fd, const void *buf, size_t len);
+/* All of buf, retried on EINTR: 0 or -errno (errno untouched, for pid 1). */
+long sbx_write_all(int fd, const void *buf, size_t len);
 /* dst = a + b; -1 if it does not fit (ENAMETOOLONG to the caller; errno is
  * not touched, so processes that share sandboxd's memory may call it). */
 int sbx_concat(char *dst, size_t cap, const char *a, const char *b);

@@ -111,23 +111,10 @@ static long k_chdir(const char *path) { return sbx_sys(SYS_chdir, (long)path, 0,
 static long k_prctl(int option, unsigned long a) { return sbx_sys6(SYS_prctl, option, (long)a, 0, 0, 0, 0); }
 __attribute__((noreturn)) static void k_exit(int code) { for (;;) sbx_sys(SYS_exit_group, code, 0, 0, 0); }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        long w = sbx_sys(SYS_write, fd, (long)p, (long)len, 0);
-        if (w == -EINTR) continue;
-        if (w < 0) return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static void report(int fd, int32_t stage, int32_t err, int32_t index)
 {
     struct sbx_error e = { stage, err, index };
-    write_all(fd, &e, sizeof e);
+    sbx_write_all(fd, &e, sizeof e);
 }
 
 __attribute__((noreturn)) static void die(struct child_ctx *c, int32_t stage, int32_t index)
@@ -840,8 +827,7 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
     int sync_fd = c->sync_fd;
     /* Nothing of sandboxd's may run here: its signal handlers (the Swift
      * runtime's crash handler among them) would run on its memory. Every
-     * signal is blocked, and faults kill. */
-    set_sigmask(SIG_SETMASK, ~0ull);
+     * signal is blocked (pid1_main), and faults kill. */
     static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS };
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) set_handler(faults[i], SIG_DFL);
     struct sbx_msg m;
@@ -1029,18 +1015,16 @@ static int pid1_main(void *arg)
     child_main(&c);
 }
 
-
 static int write_proc_file(pid_t pid, const char *name, const char *text)
 {
     char path[64];
     sbx_format_proc_path(path, sizeof path, pid, name);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -1;
-    int r = sbx_write_all(fd, text, strlen(text));
-    int saved = errno;
+    long r = sbx_write_all(fd, text, strlen(text));
     close(fd);
-    errno = saved;
-    return r;
+    if (r < 0) errno = (int)-r;
+    return r < 0 ? -1 : 0;
 }
 
 /* Close the first n trees and free the array. */

@@ -16,15 +16,13 @@
 #include <unistd.h>
 #include <linux/landlock.h>
 
-int sbx_write_all(int fd, const void *buf, size_t len)
+long sbx_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
+        long w = sbx_sys(SYS_write, fd, (long)p, (long)len, 0);
+        if (w == -EINTR) continue;
+        if (w < 0) return w;
         p += w;
         len -= (size_t)w;
     }
