@@ -27,7 +27,9 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // The only code that runs between clone() and execve(): raw syscalls, no allocation.
         // -fno-plt: its calls into libc go through a GOT bound at load, never through the
-        // lazy binder, which would write the thread-local state pid 1 shares with sandboxd.
+        // lazy binder, which would write the thread-local state pid 1 shares with sandboxd
+        // (the static-PIE launcher has no lazy binding; on aarch64 clang honours -fno-plt
+        // from LLVM 18, and Swift 6.3 ships 21).
         .target(name: "CSandbox", cSettings: [.unsafeFlags(["-O2", "-fno-strict-aliasing", "-fno-plt"])]),
         .target(
             name: "SandboxKit",

@@ -809,9 +809,9 @@ static long start_command(struct child_ctx *c)
     memset(&ca, 0, sizeof ca);
     ca.flags = CLONE_VM | CLONE_VFORK;
     ca.exit_signal = SIGCHLD;
-    /* Its stack is in pid 1's block: the block is free again only once this
-     * word is clear too (pid 1 can be killed while the command has not yet
-     * exec'd; see pid1_block_claim). */
+    /* Its stack is in this frame, in pid 1's mapping: the mapping is free
+     * again only once this word is clear too (pid 1 can be killed while the
+     * command has not yet exec'd; see pid1_block_claim). */
     if (c->cmd_tid) {
         ca.flags |= CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
         ca.parent_tid = ca.child_tid = (uint64_t)(uintptr_t)c->cmd_tid;
@@ -851,7 +851,7 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
     /* If sandboxd dies, so does the sandbox. Set after the change of ids,
      * which clears it; a sandboxd that died before is seen on the sync
      * socket (its end is closed). */
-    if (K(k_prctl(PR_SET_PDEATHSIG, SIGKILL)) < 0) die(c, SBX_STAGE_SETID_SETUP, -1);
+    if (K(k_prctl(PR_SET_PDEATHSIG, SIGKILL)) < 0) die(c, SBX_STAGE_DUMPABLE, -1);
     struct pollfd alive = { .fd = sync_fd, .events = POLLRDHUP };
     struct timespec now = { 0, 0 };
     if (sbx_sys6(SYS_ppoll, (long)&alive, 1, (long)&now, 0, 0, 0) != 0) k_exit(SBX_EXIT_SETUP);
@@ -902,7 +902,7 @@ __attribute__((noreturn)) static void child_main(struct child_ctx *c)
 
 /*
  * Pid 1's own memory when it shares sandboxd's (SBX_PLAN_SHARED_MEMORY): one
- * mapping with its stack (below a guard page) and, at the top, what it reads
+ * mapping with its stack (above a guard page) and, at the top, what it reads
  * after sbx_spawn has returned. The kernel zeroes `tid` when pid 1 exits
  * (CLONE_CHILD_CLEARTID), as it does for a thread's stack; a later launch
  * reuses the mapping then. Mappings are kept for reuse, one per sandbox
@@ -1204,8 +1204,10 @@ int sbx_spawn(const struct sbx_plan *p, struct sbx_child *out, struct sbx_error 
     if (write_proc_file(pid, "gid_map", p->gid_map) < 0) { stage = SBX_STAGE_GID_MAP; goto fail; }
 
     T("parent: maps written");
-    /* The sandbox's mount namespace, taken while pid 1 is still dumpable
-     * (after it is not, an unprivileged sandboxd could not open it): holding
+    /* The sandbox's mount namespace, taken before GO: an unprivileged
+     * sandboxd can open it only while pid 1's memory is dumpable (with
+     * shared memory it is not, from the second launch on, and opening it
+     * takes CAP_SYS_PTRACE, see can_share_memory). Holding
      * it moves the tree's teardown out of pid 1's exit, to a moment of the
      * supervisor's choosing (Supervisor.run, release.c). Optional: without it pid 1's
      * exit tears the tree down as before. */

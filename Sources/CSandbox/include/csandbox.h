@@ -133,7 +133,11 @@ struct sbx_child {
 /* Start the sandbox described by `plan`: clone, write its id maps, idmap its
  * binds, and let it build its root. Returns 0 and fills `out`; the caller then
  * calls sbx_spawn_finish (or sbx_spawn_abort). Returns -1 and fills `err` on
- * failure (the child, if any, is killed and reaped before returning). */
+ * failure (the child, if any, is killed and reaped before returning).
+ * Pid 1 may read `plan` and everything it points to (in this process's
+ * memory, SBX_PLAN_SHARED_MEMORY) until sbx_spawn_finish or sbx_spawn_abort
+ * returns: keep it there, unchanged, until then. Pid 1's parent-death signal
+ * follows the calling thread: it must outlive the sandbox. */
 int sbx_spawn(const struct sbx_plan *plan, struct sbx_child *out, struct sbx_error *err);
 
 /* With SBX_PLAN_OVERLAP, hand pid 1 the cgroup v1 `tasks` files for the

@@ -20,8 +20,12 @@ public enum Launcher {
     /// - `intoCgroup`: a cgroup v2 directory (descriptor) pid 1 is cloned into.
     /// - `whileBuilding`: runs while pid 1 builds the sandbox's root, on the
     ///   other core; it returns the cgroup v1 `tasks` descriptors the command
-    ///   joins first thing (pid 1 stays out of them). Making v1 groups costs 0.3-0.45 ms that
-    ///   is hidden there. If it throws, the child is killed and reaped.
+    ///   joins first thing (pid 1 stays out of them): at least one, else the
+    ///   launch fails (EINVAL at the cgroup-join stage). Making v1 groups costs
+    ///   0.3-0.45 ms that is hidden there. If it throws, the child is killed and reaped.
+    ///
+    /// The calling thread must outlive the sandbox: pid 1 dies with it
+    /// (its parent-death signal follows the thread that cloned it).
     public static func spawn(_ plan: LaunchPlan, intoCgroup: Int32? = nil, network: PreparedNetwork? = nil,
                              whileBuilding: (() throws(SandboxError) -> [Int32])? = nil)
         throws(SandboxError) -> LaunchedSandbox {
@@ -97,14 +101,18 @@ public enum Launcher {
                         p.cgroup_dir_fd = intoCgroup ?? -1
                         p.netns_fd = prepared?.netns ?? -1
                         p.netns_home_fd = prepared?.home ?? -1
-                        guard sbx_spawn(&p, &child, &err) == 0 else { return -1 }
-                        var joinFDs: [Int32] = []
-                        do throws(SandboxError) { joinFDs = try whileBuilding?() ?? [] } catch {
-                            sbx_spawn_abort(&child)
-                            thrown = error
-                            return -1
+                        // One pointer for both calls: pid 1 may read the plan in
+                        // between (it can share this process's memory).
+                        return withUnsafeMutablePointer(to: &p) { plan in
+                            guard sbx_spawn(plan, &child, &err) == 0 else { return -1 }
+                            var joinFDs: [Int32] = []
+                            do throws(SandboxError) { joinFDs = try whileBuilding?() ?? [] } catch {
+                                sbx_spawn_abort(&child)
+                                thrown = error
+                                return -1
+                            }
+                            return joinFDs.withUnsafeBufferPointer { sbx_spawn_finish(plan, &child, $0.baseAddress, UInt32($0.count), &err) }
                         }
-                        return joinFDs.withUnsafeBufferPointer { sbx_spawn_finish(&p, &child, $0.baseAddress, UInt32($0.count), &err) }
                     }
                 }
             }
