@@ -70,7 +70,8 @@ enum Persist {
     }
 
     /// Runs `body` with a fresh state directory, removed afterwards even on failure; then checks
-    /// that no mount refers to it and no sandboxd cgroup or process of this test is left.
+    /// that no mount refers to it and no process names it (a sandboxd, its finisher or a
+    /// sandbox's pid 1, which show sandboxd's command line), once finishers have had 5 s.
     static func withHome<T>(_ tag: String, _ body: (Home) async throws -> T) async throws -> T {
         try #require(missing == nil, "\(missing ?? "")")
         let scratch = try SbxTemp("p4-\(tag)")
@@ -80,6 +81,8 @@ enum Persist {
             scratch.remove()
         }
         let result = try await body(home)
+        let left = await SbxHost.waitUntilGone(scratch.path, seconds: 5)
+        #expect(left.isEmpty, "processes left: \(left.map { "\($0.pid) \($0.cmdline)" })")
         let mounts = SbxHost.mounts().filter { $0.contains(scratch.path) }
         #expect(mounts.isEmpty, "mounts left: \(mounts)")
         return result
