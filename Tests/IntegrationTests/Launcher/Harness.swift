@@ -403,9 +403,14 @@ enum SbxHost {
     /// what is left. `sandboxd exec` hands its emptied groups to the janitor,
     /// which removes them just after sandboxd has returned.
     static func cgroupsLeft(named name: String, seconds: Double = 3) async -> [String] {
+        await cgroupsLeft(named: [name], seconds: seconds)
+    }
+
+    /// The same for several sandboxd groups at once.
+    static func cgroupsLeft(named names: [String], seconds: Double = 3) async -> [String] {
         let end = SbxProcess.now() + seconds
         while true {
-            let left = cgroupDirs(named: name)
+            let left = names.flatMap { cgroupDirs(named: $0) }
             if left.isEmpty || SbxProcess.now() > end { return left }
             await sbxSleep(0.01)
         }

@@ -169,13 +169,7 @@ struct ProcessTests {
             }
             let left = await SbxHost.waitUntilGone(marker, seconds: 5)
             #expect(left.isEmpty, "left behind: \(left.map { "\($0.pid) \($0.cmdline)" })")
-            var dirs: [String] = []
-            let end = SbxProcess.now() + 5
-            repeat {
-                dirs = pids.flatMap { SbxHost.cgroupDirs(named: "sandboxd-\($0)") }
-                if dirs.isEmpty { break }
-                await sbxSleep(0.05)
-            } while SbxProcess.now() < end
+            let dirs = await SbxHost.cgroupsLeft(named: pids.map { "sandboxd-\($0)" }, seconds: 5)
             #expect(dirs.isEmpty, "cgroups left behind: \(dirs)")
         }
     }
