@@ -24,6 +24,10 @@ void sbx_format_proc_path(char *buf, size_t cap, pid_t pid, const char *name);
 #define SBX_MAX_SEND_FDS 4
 int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds);
 long sbx_send_raw(int sock, const void *buf, size_t len, const int *fds, int n_fds);
+/* recvmsg of up to `len` bytes and up to max_fds descriptors (close-on-exec;
+ * any beyond are closed), retried on EINTR: bytes received, 0 at EOF, or
+ * -errno; errno untouched. */
+long sbx_recv_raw(int sock, void *buf, size_t len, int *fds, int max_fds, int *n_fds);
 
 /* The cores this thread may run on, but the one it runs on now. For a
  * helper (janitor, finisher) that sandboxd wakes just before it exits: woken

@@ -74,17 +74,9 @@ static void kill_members(const char *dir)
  * in *fd). Returns what recvmsg returned: 1, 0 on EOF, or -errno. */
 static long receive(int sock, char *c, long *fd)
 {
-    char cbuf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8)));
-    struct iovec iov = { c, 1 };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-    long r;
-    do r = sbx_sys(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC, 0); while (r == -EINTR);
-    struct cmsghdr *cm = r == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int))) {
-        int got;
-        memcpy(&got, CMSG_DATA(cm), sizeof got);
-        *fd = got;
-    }
+    int got = -1, n = 0;
+    long r = sbx_recv_raw(sock, c, 1, &got, 1, &n);
+    if (n == 1) *fd = got;
     return r;
 }
 

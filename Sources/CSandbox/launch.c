@@ -772,26 +772,9 @@ __attribute__((noreturn)) static void reap_until_command_exits(int sync_fd, pid_
  * a short message). No errno: pid 1 calls it too. */
 static long recv_with_fds(int sock, struct sbx_msg *m, int *fds, int max_fds, int *n_fds)
 {
-    char cbuf[CMSG_SPACE(sizeof(int) * MAX_MSG_FDS)] __attribute__((aligned(8)));
-    struct iovec iov = { m, sizeof *m };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-    long r;
-    do r = sbx_sys(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC, 0); while (r == -EINTR);
+    long r = sbx_recv_raw(sock, m, sizeof *m, fds, max_fds, n_fds);
     if (r < 0) return r;
-    if (r != (long)sizeof *m) return -EPIPE;
-    *n_fds = 0;
-    /* One SCM_RIGHTS header at most is ever sent (sbx_send). */
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-        int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        if (n > max_fds) {
-            for (int k = max_fds; k < n; k++) k_close(((int *)CMSG_DATA(cm))[k]);
-            n = max_fds;
-        }
-        if (n > 0) memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)n);
-        *n_fds = n;
-    }
-    return 0;
+    return r == (long)sizeof *m ? 0 : -EPIPE;
 }
 
 static int send_with_fds(int sock, const struct sbx_msg *m, const int *fds, int n_fds)

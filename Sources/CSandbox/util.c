@@ -277,6 +277,28 @@ long sbx_send_raw(int sock, const void *buf, size_t len, const int *fds, int n_f
     return r < 0 ? r : r == (long)len ? 0 : -EPIPE;
 }
 
+long sbx_recv_raw(int sock, void *buf, size_t len, int *fds, int max_fds, int *n_fds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * SBX_MAX_SEND_FDS)] __attribute__((aligned(8)));
+    struct iovec iov = { buf, len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+    long r;
+    do r = sbx_sys(SYS_recvmsg, sock, (long)&mh, MSG_CMSG_CLOEXEC, 0); while (r == -EINTR);
+    *n_fds = 0;
+    if (r <= 0) return r;
+    /* One SCM_RIGHTS header at most is ever sent (sbx_send_raw); no
+     * CMSG_NXTHDR, a libc call. */
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+        int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int k = max_fds; k < n; k++) sbx_sys(SYS_close, ((int *)CMSG_DATA(cm))[k], 0, 0, 0);
+        if (n > max_fds) n = max_fds;
+        if (n > 0) memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)n);
+        *n_fds = n;
+    }
+    return r;
+}
+
 int sbx_send(int sock, const void *buf, size_t len, const int *fds, int n_fds)
 {
     long r = sbx_send_raw(sock, buf, len, fds, n_fds);
